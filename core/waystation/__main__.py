@@ -1,0 +1,5 @@
+"""``python -m waystation``."""
+
+from waystation.cli.main import main
+
+main()

@@ -1,0 +1,29 @@
+"""The core's own default behaviour, written as a plugin so that a third party can override it.
+
+``price_step`` (firstresult) is ``trylast``: any plugin answering first sets the price.
+``decide_stop`` is ``trylast``: it contributes the station's own decision; the most severe of all
+answers wins, so plugins can only escalate it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from waystation.hooks import hookimpl
+from waystation.station import Outcome, Stop
+
+
+class DefaultsPlugin:
+    """Default pricing and stop decision (registered as ``waystation.defaults``)."""
+
+    @hookimpl(trylast=True)
+    def price_step(self, outcome: Outcome) -> float | None:
+        """Price a step at the cost its outcome reports."""
+        return outcome.cost
+
+    @hookimpl(trylast=True)
+    def decide_stop(self, outcome: Outcome) -> Any:
+        """The station's own stop decision."""
+        if outcome.stop is Stop.CONTINUE:
+            return None
+        return (outcome.stop, outcome.reason or outcome.stop.value)

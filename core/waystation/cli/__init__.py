@@ -1,0 +1,1 @@
+"""The ``waystation`` command line."""

@@ -1,0 +1,658 @@
+"""Running leads through a compiled route.
+
+One step's life, in order — each arrow is a place a step can end with a status and a reason::
+
+    ready (its dependencies ended) → enabled? → condition? → requirements present? →
+    fallback still needed? → reserve budget → breaker closed? → rate limit → record intent →
+    call with retry and timeout → validate the outcome → price it (hook) → decide stop (hook) →
+    settle budget → checkpoint → after-step hooks;   merged into the lead in route order.
+
+Execution is dependency-driven: a step starts as soon as the steps it depends on have ended (no
+level barrier). Each step sees the input plus the outcomes of its ancestors, merged in route
+order, so results never depend on timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Protocol
+
+import stamina
+
+from waystation.budget import Budget, Hold, reserve_all
+from waystation.errors import OutcomeValidationError, StepError, WaystationError
+from waystation.lead import check_fields
+from waystation.plan import Plan, PlannedStep, compile_route, outcome_model
+from waystation.plugins import PluginHost
+from waystation.resilience.breaker import BreakerBackend, BreakerState, CircuitBreaker
+from waystation.resilience.policies import classify_error, retry_after_of
+from waystation.resilience.ratelimit import RateBackend, StationLimiter
+from waystation.result import LeadResult, Provenance, RunContext, StepRecord
+from waystation.route import Route
+from waystation.station import Outcome, Station, StepContext, Stop
+
+log = logging.getLogger("waystation.engine")
+
+_PLAIN = (str, int, float, bool)
+Decision = tuple[Stop, str | None]
+_GO: Decision = (Stop.CONTINUE, None)
+
+
+class Checkpointer(Protocol):
+    """Where run contexts are saved (see :mod:`waystation.stores`)."""
+
+    async def load(self, run_id: str, lead_id: str) -> dict[str, Any] | None:
+        """The saved state of a lead, or ``None``."""
+        ...
+
+    async def save(self, run_id: str, lead_id: str, state: dict[str, Any]) -> None:
+        """Durably save a lead's state; returns only when it is durable."""
+        ...
+
+
+class BreakerOpen(WaystationError):
+    """The station's breaker opened between two attempts."""
+
+    category = "breaker_open"
+
+
+def lead_id_of(lead: Mapping[str, Any]) -> str:
+    """A lead's stable id: its ``id`` field, else a hash of its normalised content."""
+    given = lead.get("id")
+    if given not in (None, ""):
+        return str(given)
+    norm = {str(k).strip().lower(): str(v).strip().lower() for k, v in lead.items()
+            if v not in (None, "")}
+    digest = hashlib.sha256(json.dumps(norm, sort_keys=True).encode()).hexdigest()
+    return digest[:20]
+
+
+def _present(value: Any) -> bool:
+    return value is not None and value != ""
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret value replaced by ``***``."""
+    for s in secrets:
+        if s and s in text:
+            text = text.replace(s, "***")
+    return text
+
+
+async def _await_all(results: Sequence[Any]) -> list[Any]:
+    out = []
+    for r in results:
+        out.append(await r if inspect.isawaitable(r) else r)
+    return out
+
+
+class Engine:
+    """Runs leads through a compiled :class:`~waystation.plan.Plan`.
+
+    ``Engine.from_yaml(path, stations=None)``: ``stations=None`` uses the installed plugins'
+    stations; a list uses exactly those (no plugin is loaded), which is how the core is tested.
+    Use it as ``async with engine:`` (or call ``close()``) so stations can release clients.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        host: PluginHost,
+        *,
+        checkpointer: Checkpointer | None = None,
+        run_id: str | None = None,
+        batch_budget: Budget | None = None,
+        breaker_backend: BreakerBackend | None = None,
+        rate_backend: Callable[[str, Any], RateBackend] | None = None,
+        lease_seconds: float = 900.0,
+    ) -> None:
+        self.plan = plan
+        self.host = host
+        self.pm = host.pm
+        self.checkpointer = checkpointer
+        self.run_id = run_id or "default"
+        self.batch_budget = batch_budget
+        self.lease_seconds = lease_seconds
+        self._instances: dict[int, Station] = {}
+        self._open_lock = asyncio.Lock()
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._limiters: dict[str, StationLimiter] = {}
+        for ps in plan.steps:
+            if ps.station is None:
+                continue
+            key = ps.station.name
+            if ps.breaker is not None and key not in self._breakers:
+                backend = breaker_backend if ps.breaker.shared == "redis" or breaker_backend else None
+                self._breakers[key] = CircuitBreaker(key, ps.breaker, backend, self._breaker_changed)
+            if ps.rate_limit is not None and key not in self._limiters:
+                rb = rate_backend(key, ps.rate_limit) if (rate_backend and ps.rate_limit.shared == "redis") else None
+                self._limiters[key] = StationLimiter(key, ps.rate_limit, rb)
+        self.refresh_hooks()
+
+    # -- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def from_route(
+        cls,
+        route: Route,
+        stations: Iterable[type[Station]] | None = None,
+        *,
+        plugins: Iterable[object] = (),
+        host: PluginHost | None = None,
+        input_fields: Iterable[str] | None = None,
+        **kwargs: Any,
+    ) -> Engine:
+        """Compile ``route`` and build an engine (see the class docstring for ``stations``)."""
+        if host is None:
+            if stations is None:
+                host = PluginHost.discover()
+            else:
+                host = PluginHost()
+                host.add_stations(stations)
+        for i, obj in enumerate(plugins):
+            host.pm.register(obj, name=f"extra-{i}-{id(obj)}")
+        plan = compile_route(route, host, input_fields)
+        return cls(plan, host, **kwargs)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, stations: Iterable[type[Station]] | None = None, **kwargs: Any
+                  ) -> Engine:
+        """Load, compile and build from a route file."""
+        return cls.from_route(Route.from_file(path), stations, **kwargs)
+
+    @classmethod
+    def from_text(cls, text: str, stations: Iterable[type[Station]] | None = None, **kwargs: Any) -> Engine:
+        """Load, compile and build from YAML text."""
+        return cls.from_route(Route.from_text(text, "<string>"), stations, **kwargs)
+
+    def refresh_hooks(self) -> None:
+        """Re-read which hooks have implementations (call after registering plugins late)."""
+        hook = self.pm.hook
+        names = ["before_step", "after_step", "on_step_error", "on_step_skipped", "on_retry",
+                 "on_breaker_change", "on_cost", "before_lead", "after_lead"]
+        self._active = {n: bool(getattr(hook, n).get_hookimpls()) for n in names}
+        self._custom_price = any(i.plugin_name != "waystation.defaults"
+                                 for i in hook.price_step.get_hookimpls())
+        self._custom_stop = any(i.plugin_name != "waystation.defaults"
+                                for i in hook.decide_stop.get_hookimpls())
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Engine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close every station instance that was opened."""
+        instances, self._instances = self._instances, {}
+        for inst in instances.values():
+            try:
+                await inst.close()
+            except Exception:  # pragma: no cover - best effort
+                log.exception("closing %s failed", type(inst).__name__)
+
+    async def _instance(self, ps: PlannedStep) -> Station:
+        inst = self._instances.get(ps.index)
+        if inst is not None:
+            return inst
+        async with self._open_lock:
+            inst = self._instances.get(ps.index)
+            if inst is None:
+                assert ps.station is not None
+                inst = ps.station(ps.settings)
+                await inst.open()
+                self._instances[ps.index] = inst
+        return inst
+
+    def breaker(self, station: str) -> CircuitBreaker | None:
+        """The circuit breaker of ``station`` (by station name), if it has one."""
+        return self._breakers.get(station)
+
+    def _breaker_changed(self, name: str, old: BreakerState, new: BreakerState, cause: str | None) -> None:
+        log.warning("breaker of %s: %s -> %s (%s)", name, old.value, new.value, cause or "")
+        if self._active.get("on_breaker_change"):
+            results = self.pm.hook.on_breaker_change(station=name, old=old.value, new=new.value, cause=cause)
+            for r in results:
+                if inspect.isawaitable(r):
+                    asyncio.ensure_future(r)
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    async def _notify(self, name: str, rc: RunContext | None, **kwargs: Any) -> None:
+        try:
+            results = getattr(self.pm.hook, name)(**kwargs)
+            await _await_all(results)
+        except Exception as exc:
+            msg = f"hook {name} raised {type(exc).__name__}: {exc}"
+            log.warning(msg)
+            if rc is not None:
+                rc.errors.append(msg)
+
+    # -- one lead ---------------------------------------------------------------------------
+
+    async def run(self, lead: Mapping[str, Any], *, lead_id: str | None = None) -> LeadResult:
+        """Run one lead through the route and return its :class:`LeadResult`.
+
+        With a checkpointer, a lead already finished in this run is returned as saved, and a lead
+        interrupted earlier resumes: completed steps are never run again.
+        """
+        lid = lead_id or lead_id_of(lead)
+        budget = Budget(self.plan.budget, name=f"lead {lid}")
+        rc: RunContext | None = None
+        if self.checkpointer is not None:
+            state = await self.checkpointer.load(self.run_id, lid)
+            if state is not None:
+                rc = RunContext.from_state(state, budget)
+                if rc.status != "running":
+                    return self._finish_data(rc)
+        if rc is None:
+            rc = RunContext(lid, self.plan.name, dict(lead), budget, self.run_id)
+        if self._active["before_lead"]:
+            await self._notify("before_lead", rc, route=self.plan, ctx=rc)
+        await self._drive(rc)
+        result = self._finish_data(rc)
+        if self.checkpointer is not None:
+            await self.checkpointer.save(self.run_id, lid, rc.to_state())
+        if self._active["after_lead"]:
+            await self._notify("after_lead", rc, route=self.plan, ctx=rc, result=result)
+        return result
+
+    def _finish_data(self, rc: RunContext) -> LeadResult:
+        data = dict(rc.input)
+        prov: dict[str, Provenance] = {}
+        for ps in self.plan.steps:
+            fields = rc.outcomes.get(ps.id)
+            if fields:
+                self._merge(data, prov, ps, fields, rc)
+        rc.data = data
+        if rc.provenance:
+            prov = {**prov, **{k: v for k, v in rc.provenance.items() if k in prov}}
+        rc.provenance = prov
+        return rc.result()
+
+    def _merge(self, data: dict[str, Any], prov: dict[str, Provenance] | None, ps: PlannedStep,
+               fields: Mapping[str, Any], rc: RunContext) -> None:
+        fill_only = bool(ps.fallback_fields)
+        rec = rc.steps.get(ps.id)
+        cost = rec.cost if rec else 0.0
+        now = time.time()
+        for k, v in fields.items():
+            if fill_only and _present(data.get(k)):
+                continue
+            data[k] = v
+            if prov is not None:
+                old = rc.provenance.get(k)
+                prov[k] = old if (old is not None and old.step == ps.id) else Provenance(step=ps.id, at=now,
+                                                                                          cost=cost)
+
+    def _view(self, ps: PlannedStep, rc: RunContext, merged: int) -> Mapping[str, Any]:
+        anc = ps.ancestors
+        if merged == ps.index and len(anc) == ps.index:
+            return MappingProxyType(rc.data)
+        data = dict(rc.input)
+        steps = self.plan.steps
+        for a in anc:
+            fields = rc.outcomes.get(steps[a].id)
+            if fields:
+                self._merge(data, None, steps[a], fields, rc)
+        return MappingProxyType(data)
+
+    async def _drive(self, rc: RunContext) -> None:
+        steps = self.plan.steps
+        n = len(steps)
+        waiting = [len(s.deps) for s in steps]
+        done = [False] * n
+        ready = [i for i in range(n) if waiting[i] == 0]
+        running: dict[asyncio.Task[Decision], int] = {}
+        stop: Decision = _GO
+        merged = 0
+        data = rc.data = dict(rc.input)
+        prov = rc.provenance
+
+        def finish(i: int) -> None:
+            nonlocal merged
+            done[i] = True
+            while merged < n and done[merged]:
+                ps = steps[merged]
+                fields = rc.outcomes.get(ps.id)
+                if fields:
+                    self._merge(data, prov, ps, fields, rc)
+                merged += 1
+            for c in steps[i].dependents:
+                waiting[c] -= 1
+                if waiting[c] == 0:
+                    ready.append(c)
+
+        def apply(decision: Decision) -> None:
+            nonlocal stop
+            if decision[0].severity > stop[0].severity:
+                stop = decision
+
+        try:
+            while ready or running:
+                ready.sort()
+                while ready:
+                    i = ready.pop(0)
+                    ps = steps[i]
+                    rec = rc.steps.get(ps.id)
+                    if rec is not None and rec.ended:
+                        if rec.stop:
+                            apply((Stop(rec.stop), rec.stop_reason))
+                        finish(i)
+                        continue
+                    if stop[0] is not Stop.CONTINUE:
+                        await self._skip(ps, rc, "stopped")
+                        finish(i)
+                        continue
+                    if not running and not ready:
+                        apply(await self._step(ps, rc, self._view(ps, rc, merged)))
+                        finish(i)
+                        continue
+                    task = asyncio.ensure_future(self._step(ps, rc, self._view(ps, rc, merged)))
+                    running[task] = i
+                if running:
+                    finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    for task in sorted(finished, key=lambda t: running[t]):
+                        i = running.pop(task)
+                        apply(task.result())
+                        finish(i)
+        except BaseException:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+            raise
+        if stop[0] is Stop.FAIL:
+            rc.status, rc.reason = "failed", stop[1]
+        elif stop[0] is Stop.SKIP_REMAINING:
+            rc.status, rc.reason = "stopped", stop[1]
+        else:
+            rc.status, rc.reason = "succeeded", None
+
+    # -- one step ---------------------------------------------------------------------------
+
+    async def _skip(self, ps: PlannedStep, rc: RunContext, reason: str, detail: str | None = None) -> Decision:
+        rec = rc.steps.get(ps.id)
+        if rec is None:
+            rec = rc.steps[ps.id] = StepRecord()
+        rec.status = "skipped"
+        rec.reason = reason
+        rec.intent = False
+        if detail:
+            rec.error = detail
+        if self._active["on_step_skipped"]:
+            await self._notify("on_step_skipped", rc, step=ps, ctx=rc, reason=reason)
+        return _GO
+
+    def _budgets(self, rc: RunContext) -> list[Budget]:
+        return [rc.budget, self.batch_budget] if self.batch_budget is not None else [rc.budget]
+
+    async def _step(self, ps: PlannedStep, rc: RunContext, data: Mapping[str, Any]) -> Decision:
+        if ps.station is None:
+            return await self._skip(ps, rc, "not_installed")
+        if not ps.enabled:
+            return await self._skip(ps, rc, "disabled")
+        if ps.condition is not None and not ps.condition.evaluate(data):
+            return await self._skip(ps, rc, "condition")
+        missing = [f for f in ps.requires if not _present(data.get(f))]
+        if missing:
+            return await self._skip(ps, rc, "missing_requirements", "missing " + ", ".join(missing))
+        if ps.fallback_fields and all(_present(data.get(f)) for f in ps.fallback_fields):
+            return await self._skip(ps, rc, "fallback_not_needed")
+        rec = rc.steps.get(ps.id)
+        if rec is None:
+            rec = rc.steps[ps.id] = StepRecord()
+        outcome: Outcome | None = None
+        if rec.intent:
+            # A call whose result was lost in a crash: in doubt. Count it as paid (conservative).
+            rec.in_doubt = True
+            rec.intent = False
+            charged = rec.pending_cost
+            rec.pending_cost = 0.0
+            if charged:
+                for b in self._budgets(rc):
+                    b.charge(charged)
+                rec.cost += charged
+                if self._active["on_cost"]:
+                    await self._notify("on_cost", rc, step=ps, ctx=rc, amount=charged)
+            if ps.in_doubt == "skip":
+                return await self._skip(ps, rc, "in_doubt")
+            if ps.in_doubt == "recheck":
+                station = await self._instance(ps)
+                ctx = self._ctx(ps, rc, data)
+                try:
+                    outcome = await station.recheck(ctx)
+                except Exception as exc:
+                    rc.errors.append(f"{ps.id}: recheck failed: {redact(str(exc), ps.secrets)}")
+                    outcome = None
+                if outcome is None:
+                    return await self._skip(ps, rc, "in_doubt")
+                outcome = Outcome(outcome.fields, 0.0, outcome.stop, outcome.reason, outcome.misses)
+        hold: Hold | None = None
+        if outcome is None and ps.cost > 0:
+            hold = reserve_all(self._budgets(rc), ps.cost, f"{rc.lead_id}/{ps.id}", self.lease_seconds)
+            if hold is None:
+                return await self._skip(ps, rc, "budget")
+        breaker = self._breakers.get(ps.station.name) if outcome is None else None
+        if breaker is not None and not await breaker.allow():
+            if hold is not None:
+                hold.release()
+            return await self._skip(ps, rc, "breaker_open")
+        if self._active["before_step"]:
+            await self._notify("before_step", rc, step=ps, ctx=rc)
+        rec.status = "running"
+        started = time.perf_counter()
+        if outcome is None:
+            try:
+                outcome = await self._call(ps, rc, rec, data, hold, breaker)
+            except asyncio.CancelledError:
+                if hold is not None:
+                    hold.release()
+                raise
+            except Exception as exc:
+                if hold is not None:
+                    hold.release()
+                return await self._failed(ps, rc, rec, exc, started)
+        return await self._succeeded(ps, rc, rec, outcome, hold, started)
+
+    def _ctx(self, ps: PlannedStep, rc: RunContext, data: Mapping[str, Any]) -> StepContext:
+        assert ps.settings is not None
+        return StepContext(data, lead_id=rc.lead_id, step_id=ps.id, route=rc.route, run_id=rc.run_id,
+                           settings=ps.settings, budget=rc.budget)
+
+    async def _call(self, ps: PlannedStep, rc: RunContext, rec: StepRecord, data: Mapping[str, Any],
+                    hold: Hold | None, breaker: CircuitBreaker | None) -> Outcome:
+        station = await self._instance(ps)
+        ctx = self._ctx(ps, rc, data)
+        limiter = self._limiters.get(ps.station.name) if ps.station else None
+        policy = ps.retry
+        first = rec.attempts + 1
+        remaining = max(1, policy.max_attempts - rec.attempts)
+
+        async def attempt(n: int) -> Outcome:
+            ctx.attempt = n
+            rec.attempts = n
+            if n > first and breaker is not None and not await breaker.allow():
+                raise BreakerOpen(f"breaker of {ps.station.name if ps.station else ps.id} opened")
+            if ps.paid and self.checkpointer is not None:
+                rec.intent = True
+                rec.pending_cost = hold.amount if hold is not None else 0.0
+                await self.checkpointer.save(self.run_id, rc.lead_id, rc.to_state())
+            try:
+                if limiter is not None:
+                    async with limiter.slot():
+                        out = await self._timed(station.process(ctx), ps.timeout)
+                else:
+                    out = await self._timed(station.process(ctx), ps.timeout)
+                out = self._check_outcome(ps, out)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if breaker is not None:
+                    await breaker.record(False, classify_error(exc))
+                raise
+            if breaker is not None:
+                await breaker.record(True)
+            return out
+
+        if remaining == 1:
+            return await attempt(first)
+
+        def on(exc: Exception) -> bool | float:
+            if isinstance(exc, BreakerOpen) or not policy.should_retry(exc):
+                return False
+            after = retry_after_of(exc)
+            return min(after, policy.max_delay) if after is not None else True
+
+        async for att in stamina.retry_context(
+            on=on, attempts=remaining, timeout=None, wait_initial=policy.base_delay,
+            wait_max=policy.max_delay, wait_jitter=policy.jitter, wait_exp_base=policy.multiplier,
+        ):
+            with att:
+                n = first + att.num - 1
+                try:
+                    return await attempt(n)
+                except Exception as exc:
+                    verdict = on(exc)
+                    if verdict is not False and att.num < remaining:
+                        delay = float(verdict) if not isinstance(verdict, bool) else float(att.next_wait)
+                        if self._active["on_retry"]:
+                            await self._notify("on_retry", rc, step=ps, ctx=rc, attempt=n, error=exc,
+                                               delay=delay)
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    async def _timed(coro: Awaitable[Outcome], timeout: float | None) -> Outcome:
+        if timeout is None:
+            return await coro
+        async with asyncio.timeout(timeout):
+            return await coro
+
+    def _check_outcome(self, ps: PlannedStep, out: Any) -> Outcome:
+        name = ps.spec.station
+        if not isinstance(out, Outcome):
+            raise OutcomeValidationError(f"{name}.process returned {type(out).__name__}, not an Outcome")
+        provides = ps.provides
+        simple = True
+        for k, v in out.fields.items():
+            tp = provides.get(k)
+            if tp is None:
+                raise OutcomeValidationError(
+                    f"{name} returned field {k!r}, which it does not declare in provides "
+                    f"({', '.join(provides) or 'nothing'})")
+            if v is None:
+                continue
+            if tp in _PLAIN:
+                ok = isinstance(v, tp) and not (tp is int and isinstance(v, bool)) if tp is not float \
+                    else isinstance(v, int | float) and not isinstance(v, bool)
+                if not ok:
+                    raise OutcomeValidationError(
+                        f"{name} returned field {k!r} as {type(v).__name__}, declared {tp.__name__}")
+            else:
+                simple = False
+        if not simple:
+            assert ps.station is not None
+            try:
+                outcome_model(ps.station).model_validate(out.fields)
+            except Exception as exc:
+                errors = getattr(exc, "errors", None)
+                detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors()) \
+                    if callable(errors) else str(exc)
+                raise OutcomeValidationError(f"{name} returned invalid fields: {detail}") from None
+        return out
+
+    async def _failed(self, ps: PlannedStep, rc: RunContext, rec: StepRecord, exc: BaseException,
+                      started: float) -> Decision:
+        rec.duration = time.perf_counter() - started
+        rec.status = "failed"
+        rec.intent = False
+        rec.pending_cost = 0.0
+        category = "breaker_open" if isinstance(exc, BreakerOpen) else classify_error(exc)
+        rec.error_category = category
+        text = str(exc) or type(exc).__name__
+        if not isinstance(exc, StepError | OutcomeValidationError | BreakerOpen):
+            text = f"{type(exc).__name__}: {text}"
+        rec.error = redact(text, ps.secrets)
+        if self.checkpointer is not None and ps.paid:
+            await self.checkpointer.save(self.run_id, rc.lead_id, rc.to_state())
+        if self._active["on_step_error"]:
+            await self._notify("on_step_error", rc, step=ps, ctx=rc, error=exc)
+        if ps.on_error == "fail":
+            rec.stop, rec.stop_reason = Stop.FAIL.value, f"{ps.id} failed: {rec.error}"
+            return (Stop.FAIL, rec.stop_reason)
+        return _GO
+
+    async def _succeeded(self, ps: PlannedStep, rc: RunContext, rec: StepRecord, outcome: Outcome,
+                         hold: Hold | None, started: float) -> Decision:
+        rec.duration = time.perf_counter() - started
+        # price
+        if self._custom_price:
+            price = self.pm.hook.price_step(step=ps, ctx=rc, outcome=outcome)
+            if inspect.isawaitable(price):
+                price = await price
+            amount = float(price if price is not None else outcome.cost)
+        else:
+            amount = outcome.cost
+        # stop decision: the most severe answer wins
+        decision: Decision = (outcome.stop, outcome.reason or outcome.stop.value) \
+            if outcome.stop is not Stop.CONTINUE else _GO
+        if self._custom_stop:
+            answers = await _await_all(self.pm.hook.decide_stop(step=ps, ctx=rc, outcome=outcome))
+            for ans in answers:
+                cand = (ans[0], ans[1]) if isinstance(ans, tuple) else (ans, None)
+                stop_value = Stop(cand[0])
+                if stop_value.severity > decision[0].severity:
+                    decision = (stop_value, cand[1] or stop_value.value)
+        # settle
+        if hold is not None:
+            over = hold.settle(amount)
+        else:
+            over = 0
+            if amount:
+                for b in self._budgets(rc):
+                    b.charge(amount)
+                over = 1
+        if over:
+            rc.errors.append(f"{ps.id} cost ${amount:.4f}, more than the ${ps.cost:.4f} it reserved: "
+                             "declare the right cost")
+        rec.cost += amount
+        if self._active["on_cost"]:
+            await self._notify("on_cost", rc, step=ps, ctx=rc, amount=amount)
+        # validate against the lead schema and keep the fields
+        fields = {k: v for k, v in outcome.fields.items() if v is not None}
+        validation = self.plan.route.spec.validation
+        if validation != "off" and fields:
+            problems = check_fields(fields)
+            if problems:
+                rec.validation = [f"{k}: {m}" for k, m in problems.items()]
+                for k in problems:
+                    fields.pop(k)
+                if validation == "strict" and decision[0] is not Stop.FAIL:
+                    decision = (Stop.FAIL, f"validation failed after {ps.id}: {'; '.join(rec.validation)}")
+        rc.outcomes[ps.id] = fields
+        rec.status = "succeeded"
+        rec.hit = bool(fields)
+        rec.intent = False
+        rec.pending_cost = 0.0
+        if outcome.misses:
+            rec.misses = dict(outcome.misses)
+        if decision[0] is not Stop.CONTINUE:
+            rec.stop, rec.stop_reason = decision[0].value, decision[1]
+        if outcome.reason and not rec.stop_reason:
+            rec.stop_reason = outcome.reason
+        if self.checkpointer is not None:
+            await self.checkpointer.save(self.run_id, rc.lead_id, rc.to_state())
+        if self._active["after_step"]:
+            await self._notify("after_step", rc, step=ps, ctx=rc, outcome=outcome)
+        return decision

@@ -1,0 +1,162 @@
+"""The hook specifications of waystation (pluggy project name ``waystation``).
+
+A plugin is a module (or object) registered under the ``waystation`` entry-point group that
+implements any subset of these hooks with ``@waystation.hookimpl``, taking any subset of each
+hook's arguments (pluggy's rule). Hooks are synchronous pluggy hooks; where an implementation
+returns an awaitable, the engine awaits it, so an async observer is possible.
+
+Unless a hook says *firstresult*, every implementation is called and the results are combined as
+the hook describes. The core's own default behaviour (pricing a step at the outcome's cost, taking
+the station's own stop decision, the report collector) is an internal plugin registered with
+``trylast``/``tryfirst`` markers that a third party can override: see :mod:`waystation.builtin`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from waystation.plan import PlannedStep
+    from waystation.result import LeadResult, RunContext
+    from waystation.station import Outcome, Station, Stop
+
+PROJECT = "waystation"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# ----------------------------------------------------------------------------- registration
+
+
+@hookspec
+def register_stations() -> Iterable[type[Station]]:  # type: ignore[empty-body]
+    """Return the station classes this plugin provides.
+
+    Called once when plugins are loaded, once per plugin (so that each station is attributed to
+    its distribution). Two plugins returning the same station ``name`` is an error that names both
+    distributions. Import only light modules here: heavy dependencies belong in the station's
+    methods, so that ``waystation stations`` and ``waystation check`` stay fast.
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add sub-commands to the ``waystation`` command line (``cli.add_command(...)``).
+
+    Called once when the CLI starts. The return value is ignored.
+    """
+
+
+@hookspec
+def plugin_api() -> str | None:  # type: ignore[empty-body]
+    """Return the range of core plugin-API versions this plugin supports (e.g. ``">=1,<2"``).
+
+    *firstresult* per plugin. A module may instead set ``WAYSTATION_API = ">=1,<2"``. A plugin
+    outside the range is refused with both versions named; one that declares nothing still loads,
+    flagged in ``waystation plugins``.
+    """
+
+
+# ----------------------------------------------------------------------------- steps
+
+
+@hookspec
+def before_step(step: PlannedStep, ctx: RunContext) -> None:
+    """Called just before a step's station is called (after its condition, requirements,
+    fallback, budget and breaker checks passed), once per step (not per retry attempt).
+
+    ``step`` has ``.id``, ``.station`` (the class) and ``.index``; ``ctx`` is the lead's run
+    context. The return value is ignored.
+    """
+
+
+@hookspec
+def after_step(step: PlannedStep, ctx: RunContext, outcome: Outcome) -> None:
+    """Called when a step succeeded: its outcome was validated, priced, its stop decided and its
+    fields merged. ``ctx.steps[step.id]`` holds its record (duration, attempts, cost, status).
+    The return value is ignored.
+    """
+
+
+@hookspec
+def on_step_error(step: PlannedStep, ctx: RunContext, error: BaseException) -> None:
+    """Called when a step failed for good (after its retries), or its outcome was invalid.
+    The step then follows its ``on_error``. The return value is ignored."""
+
+
+@hookspec
+def on_step_skipped(step: PlannedStep, ctx: RunContext, reason: str) -> None:
+    """Called when a step ended without running: ``reason`` is one of ``disabled``,
+    ``condition``, ``missing_requirements``, ``fallback_not_needed``, ``budget``,
+    ``breaker_open``, ``stopped``, ``in_doubt``, ``not_installed``. The return value is ignored."""
+
+
+@hookspec
+def on_retry(step: PlannedStep, ctx: RunContext, attempt: int, error: BaseException, delay: float) -> None:
+    """Called when attempt number ``attempt`` failed with ``error`` and another attempt follows
+    after about ``delay`` seconds (jitter aside). The return value is ignored."""
+
+
+@hookspec
+def on_breaker_change(station: str, old: str, new: str, cause: str | None) -> None:
+    """Called when a station's circuit breaker changes state (``closed``, ``open``,
+    ``half_open``); ``cause`` is ``failures`` or ``exhausted`` when it opens. Ignored result."""
+
+
+# ----------------------------------------------------------------------------- cost
+
+
+@hookspec(firstresult=True)
+def price_step(step: PlannedStep, ctx: RunContext, outcome: Outcome) -> float | None:  # type: ignore[empty-body]
+    """Return the price in USD of the call that produced ``outcome`` (e.g. a negotiated rate).
+
+    *firstresult*: the first non-``None`` answer wins. The core's ``trylast`` default returns
+    ``outcome.cost``. The price settles the step's budget reservation.
+    """
+
+
+@hookspec
+def on_cost(step: PlannedStep, ctx: RunContext, amount: float) -> None:
+    """Called with every cost recorded for a step (after pricing, also when 0). Ignored result."""
+
+
+# ----------------------------------------------------------------------------- stop decisions
+
+
+@hookspec
+def decide_stop(step: PlannedStep, ctx: RunContext, outcome: Outcome) -> Stop | tuple[Stop, str] | None:  # type: ignore[empty-body]
+    """Return a stop condition for the route after ``outcome``, or ``None`` for no opinion.
+
+    Every implementation is called; the most severe answer wins (FAIL > SKIP_REMAINING >
+    CONTINUE), and its reason is recorded (return ``(Stop.FAIL, "why")`` to give one). The
+    core's default implementation returns the outcome's own ``stop`` and ``reason``; a plugin can
+    only escalate, never soften, what the station decided.
+    """
+
+
+# ----------------------------------------------------------------------------- leads and batches
+
+
+@hookspec
+def before_lead(route: Any, ctx: RunContext) -> None:
+    """Called when a lead starts on a route (also when it resumes). Ignored result."""
+
+
+@hookspec
+def after_lead(route: Any, ctx: RunContext, result: LeadResult) -> None:
+    """Called when a lead has ended on a route with its :class:`LeadResult`. Ignored result."""
+
+
+@hookspec
+def before_batch(route: Any) -> None:
+    """Called once when a batch run (``waystation run`` or a worker) starts. Ignored result."""
+
+
+@hookspec
+def after_batch(route: Any, report: Any) -> None:
+    """Called once when a batch run ends, with its report (a ``waystation.report.Report``)."""

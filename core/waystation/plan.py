@@ -1,0 +1,361 @@
+"""Compiling a route against the known stations into a :class:`Plan`.
+
+Every static error is found here, before any lead runs, with the route file, line and column:
+an unknown station (with the closest name), a required field that neither the input nor an
+earlier step provides, a cycle, two steps that can run in parallel and provide the same field, a
+malformed condition, settings or policies that do not validate, an ``after:`` naming no step.
+
+Dependencies point backwards in route order: a step depends on every *earlier* step that provides
+a field it requires, optionally uses, or tests in its condition; on the step before it when it is
+a ``fallback``; and on the steps named in ``after:``. Outcomes are merged in route order, so a
+lead's result never depends on timing.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from waystation.conditions import Condition, parse_condition
+from waystation.errors import ConditionSyntaxError, Problem, RouteError
+from waystation.lead import STANDARD_INPUT_FIELDS
+from waystation.plugins import PluginHost
+from waystation.resilience.policies import BreakerPolicy, RateLimit, RetryPolicy
+from waystation.route import Route, StepSpec
+from waystation.station import InDoubtPolicy, Station, StationSettings
+
+
+@functools.cache
+def outcome_model(station: type[Station]) -> type[BaseModel]:
+    """A strict pydantic model of the fields ``station`` declares it provides (None allowed)."""
+    fields: dict[str, Any] = {name: (tp | None, None) for name, tp in station.provides.items()}
+    return create_model(  # type: ignore[call-overload,no-any-return]
+        f"{station.__name__}Outcome",
+        __config__=ConfigDict(extra="forbid", strict=True, arbitrary_types_allowed=True),
+        **fields,
+    )
+
+
+@dataclass(eq=False)
+class PlannedStep:
+    """One step as compiled: its station, settings, policies, condition and dependencies.
+
+    Hooks receive it as ``step``: ``.id``, ``.station`` (the class), ``.index`` (route order).
+    """
+
+    id: str
+    index: int
+    spec: StepSpec
+    station: type[Station] | None
+    settings: StationSettings | None = None
+    enabled: bool = True
+    condition: Condition | None = None
+    fallback_fields: tuple[str, ...] = ()
+    deps: tuple[int, ...] = ()
+    ancestors: tuple[int, ...] = ()
+    dependents: tuple[int, ...] = ()
+    level: int = 0
+    requires: tuple[str, ...] = ()
+    uses: tuple[str, ...] = ()
+    provides: Mapping[str, Any] = field(default_factory=dict)
+    cost: float = 0.0
+    timeout: float | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    breaker: BreakerPolicy | None = None
+    rate_limit: RateLimit | None = None
+    in_doubt: InDoubtPolicy = "repay"
+    on_error: str = "continue"
+    secrets: tuple[str, ...] = ()
+
+    @property
+    def installed(self) -> bool:
+        """Whether the step's station is installed."""
+        return self.station is not None
+
+    @property
+    def runnable(self) -> bool:
+        """Whether the step can run at all (enabled and installed)."""
+        return self.enabled and self.station is not None
+
+    @property
+    def paid(self) -> bool:
+        """Whether a call costs money (intents are recorded before paid calls)."""
+        return self.station is not None and (self.cost > 0 or self.station.is_paid())
+
+    def __repr__(self) -> str:
+        return f"<PlannedStep {self.id} ({self.spec.station}) level={self.level}>"
+
+
+@dataclass
+class Plan:
+    """A compiled route: steps in route order, grouped into levels that can run concurrently."""
+
+    route: Route
+    steps: list[PlannedStep]
+    levels: list[list[PlannedStep]]
+    input_fields: frozenset[str]
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """The route's name."""
+        return self.route.name
+
+    @property
+    def budget(self) -> float | None:
+        """The per-lead budget (USD), if any."""
+        return self.route.spec.budget
+
+    def step(self, step_id: str) -> PlannedStep:
+        """The step with id ``step_id``."""
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+    def requirements(self) -> set[str]:
+        """Input fields some runnable step requires that no earlier step provides."""
+        provided: set[str] = set()
+        needed: set[str] = set()
+        for s in self.steps:
+            if not s.runnable:
+                continue
+            needed.update(f for f in s.requires if f not in provided)
+            provided.update(s.provides)
+        return needed
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The plan as data (for ``waystation check --json`` and ``run --dry-run``)."""
+        out = []
+        for lvl, steps in enumerate(self.levels):
+            for s in steps:
+                out.append({
+                    "level": lvl, "id": s.id, "station": s.spec.station, "enabled": s.enabled,
+                    "installed": s.installed, "after": [self.steps[d].id for d in s.deps],
+                    "requires": list(s.requires), "provides": list(s.provides), "cost": s.cost,
+                    "condition": s.spec.condition, "fallback": list(s.fallback_fields) or None,
+                })
+        return out
+
+
+def _merge_policy(model: type[BaseModel], base: BaseModel | None, override: Mapping[str, Any] | None) -> Any:
+    data = base.model_dump() if base is not None else {}
+    data.update(override or {})
+    return model.model_validate(data)
+
+
+def _settings_for(cls: type[Station], values: Mapping[str, Any]) -> StationSettings:
+    return cls.Settings(**dict(values))
+
+
+class _Compiler:
+    def __init__(self, route: Route, host: PluginHost, input_fields: Iterable[str] | None) -> None:
+        self.route = route
+        self.host = host
+        self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+        declared = route.spec.input
+        if input_fields is not None:
+            self.inputs = frozenset(input_fields)
+        elif declared is not None:
+            self.inputs = frozenset(declared)
+        else:
+            self.inputs = STANDARD_INPUT_FIELDS
+
+    def err(self, message: str, *loc: str | int, column_offset: int | None = None) -> None:
+        self.problems.append(self.route.problem(message, *loc, column_offset=column_offset))
+
+    def compile(self) -> Plan:
+        steps = [self._step(i, spec) for i, spec in enumerate(self.route.spec.steps)]
+        self._ids(steps)
+        if not self.problems:
+            self._dependencies(steps)
+        if not self.problems:
+            self._order(steps)
+        if not self.problems:
+            self._conflicts(steps)
+        if self.problems:
+            raise RouteError(self.problems)
+        levels: list[list[PlannedStep]] = [[] for _ in range(max((s.level for s in steps), default=0) + 1)]
+        for s in steps:
+            levels[s.level].append(s)
+        return Plan(self.route, steps, levels, self.inputs, self.warnings)
+
+    def _step(self, i: int, spec: StepSpec) -> PlannedStep:
+        loc = ("steps", i)
+        cls = self.host.get(spec.station)
+        ps = PlannedStep(id=spec.step_id, index=i, spec=spec, station=cls, enabled=spec.enabled,
+                         on_error=spec.on_error)
+        if cls is None:
+            hint = self.host.suggest(spec.station)
+            msg = f"unknown station {spec.station!r}" + (f" (did you mean {hint!r}?)" if hint else "")
+            if not self.host.stations:
+                msg += " (no station is installed: pip install a waystation plugin)"
+            if spec.enabled:
+                self.err(msg, *loc, "station")
+            else:
+                self.warnings.append(self.route.problem(f"{msg}; the step is disabled, so it is skipped "
+                                                        "as not installed", *loc, "station"))
+        else:
+            ps.requires = tuple(cls.requires)
+            ps.provides = dict(cls.provides)
+            ps.cost = spec.cost if spec.cost is not None else cls.cost
+            ps.timeout = spec.timeout if spec.timeout is not None else cls.timeout
+            ps.in_doubt = spec.in_doubt or cls.in_doubt
+            try:
+                ps.settings = _settings_for(cls, spec.settings)
+                ps.secrets = tuple(ps.settings.secret_values())
+            except ValidationError as exc:
+                for e in exc.errors():
+                    where = ".".join(str(p) for p in e["loc"]) or "settings"
+                    self.err(f"settings of {spec.station}: {where}: {e['msg']}", *loc, "settings",
+                             *[str(p) for p in e["loc"]])
+            except Exception as exc:
+                self.err(f"settings of {spec.station}: {exc}", *loc, "settings")
+            for key, model, base in (("retry", RetryPolicy, cls.retry), ("rate_limit", RateLimit, cls.rate_limit)):
+                try:
+                    setattr(ps, key, _merge_policy(model, base, getattr(spec, key))
+                            if (base is not None or getattr(spec, key)) else None)
+                except ValidationError as exc:
+                    for e in exc.errors():
+                        self.err(f"{key}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}", *loc, key)
+            if ps.retry is None:
+                ps.retry = RetryPolicy()
+            if spec.breaker is not False:
+                try:
+                    if cls.breaker is not None or spec.breaker:
+                        ps.breaker = _merge_policy(BreakerPolicy, cls.breaker, spec.breaker or None)
+                except ValidationError as exc:
+                    for e in exc.errors():
+                        self.err(f"breaker: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}", *loc, "breaker")
+        uses = set(cls.optional) if cls else set()
+        if spec.condition is not None:
+            try:
+                ps.condition = parse_condition(spec.condition)
+                uses |= ps.condition.fields
+            except ConditionSyntaxError as exc:
+                pos = self.route.position(*loc, "condition")
+                col = pos[1] + exc.column - 1 if pos else None
+                self.problems.append(Problem(f"malformed condition: {exc.reason} (column {exc.column} of "
+                                             f"{spec.condition!r})", self.route.file,
+                                             pos[0] if pos else None, col))
+        ps.uses = tuple(sorted(uses - set(ps.requires)))
+        return ps
+
+    def _ids(self, steps: list[PlannedStep]) -> None:
+        seen: dict[str, int] = {}
+        for s in steps:
+            if s.id in seen:
+                self.err(f"step id {s.id!r} is used twice (also step {seen[s.id] + 1}); give one an id:",
+                         "steps", s.index, "id" if s.spec.id else "station")
+            seen[s.id] = s.index
+
+    def _dependencies(self, steps: list[PlannedStep]) -> None:
+        by_id = {s.id: s for s in steps}
+        providers: dict[str, list[int]] = {}
+        for s in steps:
+            deps: set[int] = set()
+            loc = ("steps", s.index)
+            if s.runnable:
+                for f in s.requires:
+                    earlier = providers.get(f, [])
+                    deps.update(earlier)
+                    if not earlier and f not in self.inputs:
+                        later = [t.id for t in steps[s.index + 1:] if t.runnable and f in t.provides]
+                        hint = (f"; step {later[0]!r} provides it but comes later — move it before"
+                                if later else "; no step provides it and it is not an input field "
+                                "(list it under 'input:' if the lead file has it)")
+                        self.err(f"step {s.id!r} requires field {f!r}{hint}", *loc, "station")
+                for f in s.uses:
+                    deps.update(providers.get(f, []))
+                if s.spec.fallback:
+                    if s.index == 0:
+                        self.err("fallback: the first step has no step before it to fall back from",
+                                 *loc, "fallback")
+                    else:
+                        prev = steps[s.index - 1]
+                        deps.add(prev.index)
+                        if isinstance(s.spec.fallback, list):
+                            s.fallback_fields = tuple(s.spec.fallback)
+                        else:
+                            shared = [f for f in prev.provides if f in s.provides]
+                            s.fallback_fields = tuple(shared or prev.provides or s.provides)
+                        if not s.fallback_fields:
+                            self.err(f"fallback: cannot tell which fields step {prev.id!r} was to provide; "
+                                     "list them (fallback: [phone])", *loc, "fallback")
+            for j, name in enumerate(s.spec.after):
+                target = by_id.get(name)
+                if target is None:
+                    import difflib
+                    close = difflib.get_close_matches(name, list(by_id), n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    self.err(f"after: no step has id {name!r}{hint}", *loc, "after", j)
+                elif target is s:
+                    self.err("after: a step cannot come after itself", *loc, "after", j)
+                else:
+                    deps.add(target.index)
+            s.deps = tuple(sorted(deps))
+            if s.runnable:
+                for f in s.provides:
+                    providers.setdefault(f, []).append(s.index)
+
+    def _order(self, steps: list[PlannedStep]) -> None:
+        n = len(steps)
+        indeg = [len(s.deps) for s in steps]
+        children: list[list[int]] = [[] for _ in range(n)]
+        for s in steps:
+            for d in s.deps:
+                children[d].append(s.index)
+        queue = [i for i in range(n) if indeg[i] == 0]
+        order: list[int] = []
+        while queue:
+            i = queue.pop(0)
+            order.append(i)
+            for c in children[i]:
+                indeg[c] -= 1
+                if indeg[c] == 0:
+                    queue.append(c)
+        if len(order) < n:
+            stuck = [steps[i] for i in range(n) if indeg[i] > 0]
+            names = " -> ".join(s.id for s in stuck)
+            self.err(f"cycle between steps: {names} (check their 'after:' and fallback)",
+                     "steps", stuck[0].index)
+            return
+        ancestors: list[set[int]] = [set() for _ in range(n)]
+        for i in order:
+            s = steps[i]
+            for d in s.deps:
+                ancestors[i] |= ancestors[d] | {d}
+            s.level = 1 + max((steps[d].level for d in s.deps), default=-1)
+            s.dependents = tuple(sorted(children[i]))
+        for s in steps:
+            s.ancestors = tuple(sorted(ancestors[s.index]))
+
+    def _conflicts(self, steps: list[PlannedStep]) -> None:
+        anc = [set(s.ancestors) for s in steps]
+        for a in steps:
+            for b in steps[a.index + 1:]:
+                if not (a.runnable and b.runnable) or a.index in anc[b.index]:
+                    continue
+                shared = sorted(set(a.provides) & set(b.provides))
+                if shared:
+                    self.err(f"steps {a.id!r} and {b.id!r} can run in parallel and both provide "
+                             f"{', '.join(shared)}; make one a fallback of the other or order them with "
+                             "'after:'", "steps", b.index, "station")
+
+
+def compile_route(route: Route, host: PluginHost, input_fields: Iterable[str] | None = None) -> Plan:
+    """Compile ``route`` against the stations known to ``host``; raises :class:`RouteError`."""
+    return _Compiler(route, host, input_fields).compile()
+
+
+def load_plan(path: str | os.PathLike[str], host: PluginHost,
+              input_fields: Iterable[str] | None = None) -> Plan:
+    """Load and compile a route file."""
+    return compile_route(Route.from_file(Path(path)), host, input_fields)

@@ -1,0 +1,162 @@
+"""A lead's run context (what hooks and checkpoints see) and its final :class:`LeadResult`."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from waystation.budget import Budget
+
+StepStatus = Literal["pending", "running", "succeeded", "skipped", "failed"]
+LeadStatus = Literal["running", "succeeded", "stopped", "failed"]
+
+#: Reasons a step may be skipped for.
+SKIP_REASONS = (
+    "disabled",
+    "not_installed",
+    "condition",
+    "missing_requirements",
+    "fallback_not_needed",
+    "budget",
+    "breaker_open",
+    "stopped",
+    "in_doubt",
+)
+
+
+class StepRecord(BaseModel):
+    """How one step ended: ``status``, why (``reason``), how long, how many attempts, what cost."""
+
+    status: StepStatus = "pending"
+    reason: str | None = None
+    error: str | None = None
+    error_category: str | None = None
+    duration: float = 0.0
+    attempts: int = 0
+    cost: float = 0.0
+    hit: bool = False
+    stop: str | None = None
+    stop_reason: str | None = None
+    validation: list[str] = Field(default_factory=list)
+    in_doubt: bool = False
+    intent: bool = False
+    pending_cost: float = 0.0
+    misses: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def ended(self) -> bool:
+        """Whether the step has a final status."""
+        return self.status in ("succeeded", "skipped", "failed")
+
+
+class Provenance(BaseModel):
+    """Where a field's value came from: the step that set it, when (epoch seconds), at what cost."""
+
+    step: str
+    at: float
+    cost: float = 0.0
+
+
+class LeadResult(BaseModel):
+    """One lead's result on a route."""
+
+    lead_id: str
+    route: str
+    status: LeadStatus
+    reason: str | None = None
+    data: dict[str, Any]
+    steps: dict[str, StepRecord]
+    costs: dict[str, float] = Field(default_factory=dict)
+    total_cost: float = 0.0
+    provenance: dict[str, Provenance] = Field(default_factory=dict)
+    errors: list[str] = Field(default_factory=list)
+    resumed: bool = False
+
+
+class RunContext:
+    """One lead's state on a route while it runs; hooks receive it as ``ctx``.
+
+    ``input`` is the lead as it came in, ``data`` the lead with every merged outcome (read it, do
+    not write it), ``steps`` the record of each step by id, ``outcomes`` each succeeded step's
+    fields, ``budget`` the lead's budget. Everything here but ``budget`` and ``extra`` is saved in
+    checkpoints (see :meth:`to_state`).
+    """
+
+    __slots__ = (
+        "budget", "data", "errors", "extra", "input", "lead_id", "outcomes", "provenance", "reason",
+        "resumed", "route", "run_id", "status", "steps",
+    )
+
+    def __init__(self, lead_id: str, route: str, input: dict[str, Any], budget: Budget,
+                 run_id: str | None = None) -> None:
+        self.lead_id = lead_id
+        self.route = route
+        self.run_id = run_id
+        self.input = input
+        self.data: dict[str, Any] = dict(input)
+        self.steps: dict[str, StepRecord] = {}
+        self.outcomes: dict[str, dict[str, Any]] = {}
+        self.provenance: dict[str, Provenance] = {}
+        self.budget = budget
+        self.errors: list[str] = []
+        self.status: LeadStatus = "running"
+        self.reason: str | None = None
+        self.resumed = False
+        self.extra: dict[str, Any] = {}
+
+    @property
+    def costs(self) -> dict[str, float]:
+        """Cost per step id (steps that cost something)."""
+        return {sid: rec.cost for sid, rec in self.steps.items() if rec.cost}
+
+    @property
+    def total_cost(self) -> float:
+        """Settled spend of this lead."""
+        return self.budget.spent
+
+    def to_state(self) -> dict[str, Any]:
+        """A JSON-able snapshot for checkpoints (no secrets: settings are never part of it)."""
+        return {
+            "lead_id": self.lead_id,
+            "route": self.route,
+            "run_id": self.run_id,
+            "input": self.input,
+            "steps": {k: v.model_dump(exclude_defaults=True) for k, v in self.steps.items()},
+            "outcomes": self.outcomes,
+            "provenance": {k: v.model_dump() for k, v in self.provenance.items()},
+            "spent_micros": self.budget.spent_micros,
+            "errors": self.errors,
+            "status": self.status,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], budget: Budget) -> RunContext:
+        """Rebuild a context from :meth:`to_state` output (for resuming)."""
+        ctx = cls(state["lead_id"], state["route"], dict(state["input"]), budget, state.get("run_id"))
+        ctx.steps = {k: StepRecord.model_validate(v) for k, v in state.get("steps", {}).items()}
+        ctx.outcomes = {k: dict(v) for k, v in state.get("outcomes", {}).items()}
+        ctx.provenance = {k: Provenance.model_validate(v) for k, v in state.get("provenance", {}).items()}
+        budget.spent_micros = int(state.get("spent_micros", 0))
+        ctx.errors = list(state.get("errors", []))
+        ctx.status = state.get("status", "running")
+        ctx.reason = state.get("reason")
+        ctx.resumed = True
+        return ctx
+
+    def result(self) -> LeadResult:
+        """The lead's :class:`LeadResult` as it stands."""
+        return LeadResult.model_construct(
+            lead_id=self.lead_id,
+            route=self.route,
+            status=self.status,
+            reason=self.reason,
+            data=self.data,
+            steps=self.steps,
+            costs=self.costs,
+            total_cost=self.total_cost,
+            provenance=self.provenance,
+            errors=self.errors,
+            resumed=self.resumed,
+        )

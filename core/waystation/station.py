@@ -1,0 +1,192 @@
+"""Station, Outcome, Stop and the step context: the contract a plugin writes against."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from waystation.resilience.policies import BreakerPolicy, RateLimit, RetryPolicy
+
+if TYPE_CHECKING:
+    from waystation.budget import Budget
+
+
+class Stop(str, enum.Enum):
+    """What the route does after a step: go on, stop early keeping the data, or fail the lead."""
+
+    CONTINUE = "continue"
+    SKIP_REMAINING = "skip_remaining"
+    FAIL = "fail"
+
+    @property
+    def severity(self) -> int:
+        """0 for CONTINUE, 1 for SKIP_REMAINING, 2 for FAIL: the most severe answer wins."""
+        return _SEVERITY[self]
+
+
+_SEVERITY = {Stop.CONTINUE: 0, Stop.SKIP_REMAINING: 1, Stop.FAIL: 2}
+
+
+class Outcome(BaseModel):
+    """What a step returns: the fields it adds, the cost it really incurred, and a stop decision.
+
+    ``Outcome({"phone": "+14155550100"}, cost=0.01)``. A field whose value is ``None`` means
+    "looked, found nothing" and is not merged. ``misses`` may say, per field, why no value was
+    found (it is kept in the step's record).
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    fields: dict[str, Any] = Field(default_factory=dict)
+    cost: float = Field(default=0.0, ge=0)
+    stop: Stop = Stop.CONTINUE
+    reason: str | None = None
+    misses: dict[str, str] = Field(default_factory=dict)
+
+    def __init__(
+        self,
+        fields: Mapping[str, Any] | None = None,
+        cost: float = 0.0,
+        stop: Stop = Stop.CONTINUE,
+        reason: str | None = None,
+        misses: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(
+            fields=dict(fields or {}), cost=cost, stop=stop, reason=reason, misses=dict(misses or {}),
+            **extra,
+        )
+
+    @property
+    def hit(self) -> bool:
+        """Whether the step provided at least one value."""
+        return any(v is not None for v in self.fields.values())
+
+
+class StationSettings(BaseSettings):
+    """Base class of a station's settings: filled from the route step's ``settings:`` first, then
+    from environment variables (``env_prefix`` per station, or a field's own alias).
+
+    Declare secrets as :class:`pydantic.SecretStr`: their value is never printed, logged, stored in
+    a checkpoint, or left in an error message (the engine redacts it from every text it records).
+    """
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, env_ignore_empty=True)
+
+    def secret_values(self) -> list[str]:
+        """The plain values of every secret field (used to redact them from texts)."""
+        out: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                plain = value.get_secret_value()
+                if plain:
+                    out.append(plain)
+        return out
+
+
+InDoubtPolicy = Literal["recheck", "repay", "skip"]
+
+
+class Station:
+    """Base class of every station. Subclass it, set the class attributes, write ``process``.
+
+    Class attributes:
+
+    - ``name``: the unique name a route refers to (e.g. ``"TelnyxGatekeepStation"``).
+    - ``requires``: fields that must be present for the step to run.
+    - ``provides``: field name → Python type of every field it may add (checked on each outcome).
+    - ``optional``: fields it uses when some step in the route provides them; it waits for them.
+    - ``cost``: declared price per call in USD (reserved against the budget before the call).
+    - ``timeout``: seconds per attempt (``None``: no timeout).
+    - ``retry`` / ``breaker`` / ``rate_limit``: resilience defaults (a route step may override).
+    - ``in_doubt``: on resume, what to do with a call whose result was lost in a crash.
+    - ``Settings``: the pydantic settings model of the station.
+    - ``paid``: whether it calls a paid vendor (defaults to ``cost > 0``).
+
+    ``process(ctx)`` must not mutate anything it is given and must return an :class:`Outcome`.
+    Import heavy dependencies (HTTP clients, parsers, drivers) inside methods or in ``open()`` so
+    that listing stations and checking routes stays fast.
+    """
+
+    name: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = ()
+    provides: ClassVar[Mapping[str, Any]] = MappingProxyType({})
+    optional: ClassVar[tuple[str, ...]] = ()
+    cost: ClassVar[float] = 0.0
+    paid: ClassVar[bool | None] = None
+    timeout: ClassVar[float | None] = 30.0
+    retry: ClassVar[RetryPolicy] = RetryPolicy()
+    breaker: ClassVar[BreakerPolicy | None] = None
+    rate_limit: ClassVar[RateLimit | None] = None
+    in_doubt: ClassVar[InDoubtPolicy] = "repay"
+    Settings: ClassVar[type[StationSettings]] = StationSettings
+
+    def __init__(self, settings: StationSettings | None = None) -> None:
+        self.settings: StationSettings = settings if settings is not None else type(self).Settings()
+
+    @classmethod
+    def is_paid(cls) -> bool:
+        """Whether a call may cost money (``paid`` if set, else ``cost > 0``)."""
+        return cls.paid if cls.paid is not None else cls.cost > 0
+
+    async def open(self) -> None:
+        """Called once before the first lead runs through this station (create clients here)."""
+
+    async def close(self) -> None:
+        """Called once when the engine is closed (close clients here)."""
+
+    async def process(self, ctx: StepContext) -> Outcome:
+        """Do the station's work for one lead and return its :class:`Outcome`."""
+        raise NotImplementedError(f"{type(self).__name__}.process")
+
+    async def recheck(self, ctx: StepContext) -> Outcome | None:
+        """For ``in_doubt: recheck``: ask a free status endpoint or a cache what a lost call
+        returned. ``None`` means it cannot tell (the step is then skipped with ``in_doubt``)."""
+        return None
+
+
+class StepContext:
+    """What a station sees of one lead during one step.
+
+    ``data`` is a read-only mapping of the lead as it stood when the step's dependencies ended.
+    """
+
+    __slots__ = ("attempt", "budget", "data", "lead_id", "log", "route", "run_id", "settings", "step_id")
+
+    def __init__(
+        self,
+        data: Mapping[str, Any],
+        *,
+        lead_id: str,
+        step_id: str,
+        route: str,
+        run_id: str | None,
+        settings: StationSettings,
+        budget: Budget | None,
+        attempt: int = 1,
+    ) -> None:
+        self.data: Mapping[str, Any] = MappingProxyType(dict(data)) if not isinstance(
+            data, MappingProxyType) else data
+        self.lead_id = lead_id
+        self.step_id = step_id
+        self.route = route
+        self.run_id = run_id
+        self.settings = settings
+        self.budget = budget
+        self.attempt = attempt
+        self.log = logging.getLogger(f"waystation.station.{step_id}")
+
+    def get(self, field: str, default: Any = None) -> Any:
+        """The value of ``field``, or ``default`` when it is missing or empty."""
+        value = self.data.get(field)
+        return default if value is None or value == "" else value
+
+    def __repr__(self) -> str:
+        return f"<StepContext lead={self.lead_id} step={self.step_id} attempt={self.attempt}>"
