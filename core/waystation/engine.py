@@ -124,6 +124,7 @@ class Engine:
         self._instances: dict[int, Station] = {}
         self._open_lock = asyncio.Lock()
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._background: set[asyncio.Future[Any]] = set()
         self._limiters: dict[str, StationLimiter] = {}
         for ps in plan.steps:
             if ps.station is None:
@@ -224,7 +225,9 @@ class Engine:
             results = self.pm.hook.on_breaker_change(station=name, old=old.value, new=new.value, cause=cause)
             for r in results:
                 if inspect.isawaitable(r):
-                    asyncio.ensure_future(r)
+                    task = asyncio.ensure_future(r)
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
 
     # -- hooks ------------------------------------------------------------------------------
 

@@ -53,7 +53,7 @@ def register_commands(cli: click.Group) -> None:
 
 
 @hookspec
-def plugin_api() -> str | None:  # type: ignore[empty-body]
+def plugin_api() -> str | None:
     """Return the range of core plugin-API versions this plugin supports (e.g. ``">=1,<2"``).
 
     *firstresult* per plugin. A module may instead set ``WAYSTATION_API = ">=1,<2"``. A plugin
@@ -112,7 +112,7 @@ def on_breaker_change(station: str, old: str, new: str, cause: str | None) -> No
 
 
 @hookspec(firstresult=True)
-def price_step(step: PlannedStep, ctx: RunContext, outcome: Outcome) -> float | None:  # type: ignore[empty-body]
+def price_step(step: PlannedStep, ctx: RunContext, outcome: Outcome) -> float | None:
     """Return the price in USD of the call that produced ``outcome`` (e.g. a negotiated rate).
 
     *firstresult*: the first non-``None`` answer wins. The core's ``trylast`` default returns
@@ -129,7 +129,7 @@ def on_cost(step: PlannedStep, ctx: RunContext, amount: float) -> None:
 
 
 @hookspec
-def decide_stop(step: PlannedStep, ctx: RunContext, outcome: Outcome) -> Stop | tuple[Stop, str] | None:  # type: ignore[empty-body]
+def decide_stop(step: PlannedStep, ctx: RunContext, outcome: Outcome) -> Stop | tuple[Stop, str] | None:
     """Return a stop condition for the route after ``outcome``, or ``None`` for no opinion.
 
     Every implementation is called; the most severe answer wins (FAIL > SKIP_REMAINING >

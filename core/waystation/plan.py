@@ -13,7 +13,6 @@ lead's result never depends on timing.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,12 +29,20 @@ from waystation.resilience.policies import BreakerPolicy, RateLimit, RetryPolicy
 from waystation.route import Route, StepSpec
 from waystation.station import InDoubtPolicy, Station, StationSettings
 
+_OUTCOME_MODELS: dict[type[Station], type[BaseModel]] = {}
 
-@functools.cache
+
 def outcome_model(station: type[Station]) -> type[BaseModel]:
     """A strict pydantic model of the fields ``station`` declares it provides (None allowed)."""
+    model = _OUTCOME_MODELS.get(station)
+    if model is None:
+        model = _OUTCOME_MODELS[station] = _build_outcome_model(station)
+    return model
+
+
+def _build_outcome_model(station: type[Station]) -> type[BaseModel]:
     fields: dict[str, Any] = {name: (tp | None, None) for name, tp in station.provides.items()}
-    return create_model(  # type: ignore[call-overload,no-any-return]
+    return create_model(
         f"{station.__name__}Outcome",
         __config__=ConfigDict(extra="forbid", strict=True, arbitrary_types_allowed=True),
         **fields,
@@ -233,7 +240,8 @@ class _Compiler:
                         ps.breaker = _merge_policy(BreakerPolicy, cls.breaker, spec.breaker or None)
                 except ValidationError as exc:
                     for e in exc.errors():
-                        self.err(f"breaker: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}", *loc, "breaker")
+                        where = ".".join(str(p) for p in e["loc"])
+                        self.err(f"breaker: {where}: {e['msg']}", *loc, "breaker")
         uses = set(cls.optional) if cls else set()
         if spec.condition is not None:
             try:

@@ -151,15 +151,16 @@ class PluginHost:
     def register_plugin(self, obj: object, name: str, info: PluginInfo | None = None) -> PluginInfo:
         """Register a hook-implementation object (a module, or any object) and its stations."""
         info = info or PluginInfo(name, "", name, repr(obj))
-        api = getattr(obj, "WAYSTATION_API", None)
+        declared = getattr(obj, "WAYSTATION_API", None)
+        api: str | None = str(declared) if declared is not None else None
         try:
             self.pm.register(obj, name=name)
         except Exception as exc:
             return self._fail(info, "failed", f"invalid hook implementation: {_short_error(exc)}")
         if api is None:
-            answers = [impl.function() for impl in self.pm.hook.plugin_api.get_hookimpls()
+            answers: list[Any] = [impl.function() for impl in self.pm.hook.plugin_api.get_hookimpls()
                        if impl.plugin is obj]
-            api = next((a for a in answers if a), None)
+            api = next((str(a) for a in answers if a), None)
         info.api = api
         if api is not None:
             try:
@@ -176,7 +177,8 @@ class PluginHost:
             if impl.plugin is not obj:
                 continue
             try:
-                classes = list(impl.function() or ())
+                returned: Any = impl.function()
+                classes = list(returned or ())
                 for cls in classes:
                     self.add_station(cls, info.distribution, info.version)
                     info.stations.append(cls.name)
@@ -201,7 +203,9 @@ class PluginHost:
         """Load every ``waystation`` entry point, each in isolation (see the module docstring)."""
         allow = _env_list("WAYSTATION_LOAD_PLUGINS")
         deny = set(_env_list("WAYSTATION_DISABLE_PLUGINS") or [])
-        eps = list(entry_points) if entry_points is not None else list(md.entry_points(group=ENTRY_POINT_GROUP))
+        if entry_points is None:
+            entry_points = list(md.entry_points(group=ENTRY_POINT_GROUP))
+        eps = list(entry_points)
         for ep in eps:
             dist = ep.dist
             dist_name = dist.metadata["Name"] if dist is not None else ep.module

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from waystation.budget import Budget
 
 
-class Stop(str, enum.Enum):
+class Stop(enum.StrEnum):
     """What the route does after a step: go on, stop early keeping the data, or fail the lead."""
 
     CONTINUE = "continue"

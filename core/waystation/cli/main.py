@@ -36,7 +36,8 @@ def get_host(ctx: click.Context) -> PluginHost:
             err_console.print(f"[red]plugin error:[/red] {exc}")
             ctx.exit(2)
         obj["host"] = host
-    return host  # type: ignore[no-any-return]
+    assert isinstance(host, PluginHost)
+    return host
 
 
 class _Cli(click.Group):
@@ -56,7 +57,7 @@ class _Cli(click.Group):
             return
         for impl in host.pm.hook.register_commands.get_hookimpls():
             try:
-                impl.function(self) if impl.argnames == ["cli"] else impl.function(cli=self)
+                impl.function(self) if list(impl.argnames) == ["cli"] else impl.function(cli=self)
             except Exception as exc:
                 err_console.print(f"[yellow]warning:[/yellow] plugin {impl.plugin_name} failed to add "
                                   f"commands: {exc}")

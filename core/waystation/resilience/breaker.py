@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 from waystation.resilience.policies import BreakerPolicy
@@ -23,7 +23,7 @@ FAILURE_CATEGORIES = frozenset(
 )
 
 
-class BreakerState(str, Enum):
+class BreakerState(StrEnum):
     """Where a breaker stands."""
 
     CLOSED = "closed"
@@ -169,14 +169,12 @@ class CircuitBreaker:
         return allowed
 
     async def record(self, ok: bool, category: str | None = None) -> None:
-        """Record a call's result; ``category`` decides whether a failure counts."""
-        if not ok and category not in FAILURE_CATEGORIES:
-            # Not the vendor's fault: release a half-open probe slot as a success would not.
-            ok_for_breaker = None
-        else:
-            ok_for_breaker = ok
-        if ok_for_breaker is None:
-            return
+        """Record a call's result; ``category`` decides whether a failure counts.
+
+        A failure that is not the vendor's fault (a client error: the vendor answered) counts as
+        a sign of life, like a success, so a half-open probe slot is never left dangling.
+        """
+        ok_for_breaker = ok or category not in FAILURE_CATEGORIES
         before, after = await self.backend.record(self.name, self.policy, self.clock(), ok_for_breaker,
                                                   category)
         self._emit(before, after)
