@@ -181,8 +181,7 @@ class _Compiler:
     def compile(self) -> Plan:
         steps = [self._step(i, spec) for i, spec in enumerate(self.route.spec.steps)]
         self._ids(steps)
-        if not self.problems:
-            self._dependencies(steps)
+        self._dependencies(steps)
         if not self.problems:
             self._order(steps)
         if not self.problems:

@@ -41,8 +41,13 @@ def _leading_zero_int(value: str) -> bool:
     return bool(re.fullmatch(r"[-+]?0[0-9]+", value))
 
 
+_PLAIN_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
+
+
 def _to_python(node: yaml.Node, loader: _RouteLoader, loc: Loc, positions: dict[Loc, Position]) -> Any:
     positions[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
+        raise yaml.constructor.ConstructorError(None, None, f"tag {node.tag!r} is not allowed", node.start_mark)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         loader.flatten_mapping(node)

@@ -1,0 +1,222 @@
+"""Every hook spec: documented with its signature, and exercised by a test named test_hook_<name>."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import waystation.hooks as hookspecs
+from click.testing import CliRunner
+from toys import make
+from waystation import BreakerPolicy, Engine, PluginHost, RetryPolicy, Stop, hookimpl
+from waystation.cli.main import cli
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "hooks.md"
+SPECS = {n: f for n, f in vars(hookspecs).items() if callable(f) and hasattr(f, "waystation_spec")}
+
+
+def test_every_hook_spec_is_documented_with_its_signature_and_tested() -> None:
+    text = DOCS.read_text()
+    tests = {n for n in dir(sys.modules[__name__]) if n.startswith("test_hook_")}
+    for name, fn in SPECS.items():
+        assert fn.__doc__ and len(fn.__doc__) > 40, f"hook {name} has no real docstring"
+        signature = f"{name}{inspect.signature(fn)}".replace("'", "")
+        assert signature in text, f"docs/hooks.md lacks the signature {signature}"
+        assert f"test_hook_{name}" in tests, f"no test exercises hook {name}"
+
+
+class Spy:
+    """Implements the per-lead hooks and records every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    @hookimpl
+    def before_lead(self, route: Any, ctx: Any) -> None:
+        self.calls.append(("before_lead", ctx.lead_id))
+
+    @hookimpl
+    def after_lead(self, ctx: Any, result: Any) -> None:
+        self.calls.append(("after_lead", result.status))
+
+    @hookimpl
+    def before_step(self, step: Any, ctx: Any) -> None:
+        self.calls.append(("before_step", step.id))
+
+    @hookimpl
+    def after_step(self, step: Any, ctx: Any, outcome: Any) -> None:
+        rec = ctx.steps[step.id]
+        self.calls.append(("after_step", (step.id, dict(outcome.fields), rec.attempts, rec.duration >= 0)))
+
+    @hookimpl
+    def on_step_error(self, step: Any, error: BaseException) -> None:
+        self.calls.append(("on_step_error", (step.id, type(error).__name__)))
+
+    @hookimpl
+    def on_step_skipped(self, step: Any, reason: str) -> None:
+        self.calls.append(("on_step_skipped", (step.id, reason)))
+
+    @hookimpl
+    def on_retry(self, step: Any, attempt: int, error: BaseException, delay: float) -> None:
+        self.calls.append(("on_retry", (step.id, attempt, type(error).__name__, delay >= 0)))
+
+    @hookimpl
+    def on_cost(self, step: Any, amount: float) -> None:
+        self.calls.append(("on_cost", (step.id, amount)))
+
+    def of(self, name: str) -> list[Any]:
+        return [v for n, v in self.calls if n == name]
+
+
+async def run_with(spy: object, text: str, stations: list, lead: dict | None = None, **kw: Any):
+    async with Engine.from_text(text, stations, plugins=[spy], **kw) as engine:
+        return await engine.run(lead or {"id": "L"})
+
+
+def test_hook_register_stations() -> None:
+    station = make("Registered", {"r": str})
+
+    class Plugin:
+        @hookimpl
+        def register_stations(self) -> list:
+            return [station]
+
+    host = PluginHost()
+    info = host.register_plugin(Plugin(), "my-plugin")
+    assert host.get("Registered") is station and info.stations == ["Registered"]
+
+
+def test_hook_register_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    @click.command("hello")
+    def hello() -> None:
+        """Say hello."""
+        click.echo("hello from a plugin")
+
+    class Plugin:
+        @hookimpl
+        def register_commands(self, cli: click.Group) -> None:
+            cli.add_command(hello)
+
+    host = PluginHost()
+    host.register_plugin(Plugin(), "cmd-plugin")
+    result = CliRunner().invoke(cli, ["hello"], obj={"host": host})
+    assert result.exit_code == 0, result.output
+    assert "hello from a plugin" in result.output
+    cli.commands.pop("hello", None)
+    type(cli)._plugins_added = False  # type: ignore[attr-defined]
+
+
+def test_hook_plugin_api() -> None:
+    class Old:
+        @hookimpl
+        def plugin_api(self) -> str:
+            return "<1"
+
+    class Current:
+        @hookimpl
+        def plugin_api(self) -> str:
+            return ">=1,<2"
+
+    host = PluginHost()
+    assert host.register_plugin(Old(), "old").status == "incompatible"
+    assert "plugin API 1.0" in (host.plugins[0].error or "")
+    assert host.register_plugin(Current(), "current").status == "loaded"
+
+
+async def test_hook_before_step() -> None:
+    spy = Spy()
+    await run_with(spy, "name: r\nsteps:\n  - station: A\n  - station: B\n    enabled: false\n",
+                   [make("A", {"a": str}), make("B", {"b": str})])
+    assert spy.of("before_step") == ["A"]  # not for a skipped step
+
+
+async def test_hook_after_step() -> None:
+    spy = Spy()
+    await run_with(spy, "name: r\nsteps:\n  - station: A\n", [make("A", {"a": str})])
+    assert spy.of("after_step") == [("A", {"a": "A:a"}, 1, True)]
+
+
+async def test_hook_on_step_error() -> None:
+    spy = Spy()
+    await run_with(spy, "name: r\nsteps:\n  - station: A\n", [make("A", {"a": str}, raises=KeyError("x"))])
+    assert spy.of("on_step_error") == [("A", "KeyError")]
+
+
+async def test_hook_on_step_skipped() -> None:
+    spy = Spy()
+    await run_with(spy, "name: r\nsteps:\n  - station: A\n    condition: nope exists\n", [make("A", {"a": str})])
+    assert spy.of("on_step_skipped") == [("A", "condition")]
+
+
+async def test_hook_on_retry() -> None:
+    spy = Spy()
+    flaky = make("Flaky", {"f": str}, raises=ConnectionError("reset"), retry=RetryPolicy(max_attempts=3))
+    result = await run_with(spy, "name: r\nsteps:\n  - station: Flaky\n", [flaky])
+    assert result.steps["Flaky"].attempts == 3
+    assert spy.of("on_retry") == [("Flaky", 1, "ConnectionError", True), ("Flaky", 2, "ConnectionError", True)]
+
+
+async def test_hook_on_breaker_change() -> None:
+    changes: list[tuple[str, str, str, str | None]] = []
+
+    class Watch:
+        @hookimpl
+        def on_breaker_change(self, station: str, old: str, new: str, cause: str | None) -> None:
+            changes.append((station, old, new, cause))
+
+    down = make("Down", {"d": str}, raises=ConnectionError("down"),
+                breaker=BreakerPolicy(failure_threshold=2, reset_after=60))
+    async with Engine.from_text("name: r\nsteps:\n  - station: Down\n", [down], plugins=[Watch()]) as engine:
+        results = [await engine.run({"id": i}) for i in range(4)]
+    assert changes == [("Down", "closed", "open", "failures")]
+    assert [r.steps["Down"].reason for r in results] == [None, None, "breaker_open", "breaker_open"]
+
+
+async def test_hook_price_step() -> None:
+    class Price:
+        @hookimpl
+        def price_step(self, step: Any, ctx: Any, outcome: Any) -> float:
+            return 0.003
+
+    result = await run_with(Price(), "name: r\nsteps:\n  - station: A\n", [make("A", {"a": str}, cost=0.01)])
+    assert result.total_cost == 0.003
+
+
+async def test_hook_on_cost() -> None:
+    spy = Spy()
+    await run_with(spy, "name: r\nsteps:\n  - station: A\n", [make("A", {"a": str}, cost=0.25)])
+    assert spy.of("on_cost") == [("A", 0.25)]
+
+
+async def test_hook_decide_stop() -> None:
+    class Escalate:
+        @hookimpl
+        def decide_stop(self, step: Any, outcome: Any) -> Any:
+            if step.id == "A":
+                return (Stop.FAIL, "escalated by policy")
+            return Stop.CONTINUE  # cannot soften B's own SKIP_REMAINING
+
+    a = make("A", {"a": str})
+    b = make("B", {"b": str}, stop=Stop.SKIP_REMAINING, reason="gatekeep")
+    result = await run_with(Escalate(), "name: r\nsteps:\n  - station: A\n", [a])
+    assert (result.status, result.reason) == ("failed", "escalated by policy")
+    result = await run_with(Escalate(), "name: r\nsteps:\n  - station: B\n  - station: C\n    after: B\n",
+                            [b, make("C", {"c": str})])
+    assert (result.status, result.reason) == ("stopped", "gatekeep")
+
+
+async def test_hook_before_lead() -> None:
+    spy = Spy()
+    await run_with(spy, "name: r\nsteps:\n  - station: A\n", [make("A", {"a": str})], {"id": "L7"})
+    assert spy.of("before_lead") == ["L7"]
+
+
+async def test_hook_after_lead() -> None:
+    spy = Spy()
+    await run_with(spy, "name: r\nsteps:\n  - station: A\n", [make("A", {"a": str})])
+    assert spy.of("after_lead") == ["succeeded"]
+    assert [n for n, _ in spy.calls] == ["before_lead", "before_step", "on_cost", "after_step", "after_lead"]
