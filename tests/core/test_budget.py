@@ -95,7 +95,7 @@ def test_budget_never_exceeded_with_parallel_paid_steps(steps, lead_budget, batc
     for r in results:
         assert to_micros(r.total_cost) <= to_micros(lead_budget)
         assert all(s <= lead_budget + 1e-9 for s in spent_seen)
-        for sid, rec in r.steps.items():
+        for rec in r.steps.values():
             assert rec.status in ("succeeded", "skipped")
             if rec.status == "skipped":
                 assert rec.reason == "budget"

@@ -46,7 +46,7 @@ def test_yaml_keeps_zip_codes_and_refuses_python_tags(tmp_path: Path) -> None:
 
 
 def test_missing_file_and_bad_yaml_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(RouteError, match="nope.yaml"):
+    with pytest.raises(RouteError, match=r"nope\.yaml"):
         Route.from_file(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: r\nsteps:\n  - station: [unclosed\n")
