@@ -422,6 +422,11 @@ class Engine:
             rec.intent = False
             charged = rec.pending_cost
             rec.pending_cost = 0.0
+            holder = f"{rc.lead_id}/{ps.id}"
+            for b in self._budgets(rc):
+                # a batch budget restored from a ledger holds this intent as a reservation
+                for res in [r for r in b.reservations.values() if r.holder == holder and r.id < 0]:
+                    b.release(res)
             if charged:
                 for b in self._budgets(rc):
                     b.charge(charged)

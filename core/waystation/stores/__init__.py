@@ -1,0 +1,275 @@
+"""Checkpoint stores: where lead states and run metadata are saved, so a batch survives a crash.
+
+Three implementations of one :class:`CheckpointStore` protocol, picked by URL with :func:`open_store`:
+
+``sqlite:///path/to/file.db``
+    The embedded default (``sqlite://`` alone means ``.waystation/checkpoints.db``). One file, WAL
+    mode, no server. A dedicated writer thread owns the only connection (stdlib :mod:`sqlite3`).
+    Query options: ``synchronous=full|normal`` (default ``full``), ``busy_timeout`` (ms).
+``redis://host:port/db?ttl=604800&prefix=waystation``
+    For workers on several machines (redis-py asyncio). ``ttl`` in seconds (default 7 days, ``0``
+    = no expiry), ``prefix`` for the keys (default ``waystation``).
+``memory://``
+    In-process dicts, for tests. Same semantics (states are JSON round-tripped on save).
+
+Group commit
+------------
+``save()`` returns only when the write is durable, but writers never wait for each other one by
+one: every ``save()`` issued while a commit is in progress joins the *next* batch, and a batch is
+one SQLite transaction (``executemany`` + ``COMMIT``) or one Redis ``MULTI``/``EXEC`` pipeline.
+When the batch is done every waiter in it resumes. So with N leads in flight the cost of a
+commit (an ``fsync``, a network round trip) is shared by up to N writes, and nothing is ever
+acknowledged before it is on disk. Several saves of the same lead in one batch are written once
+(the latest wins: it contains everything the earlier ones did, since states are whole snapshots).
+
+Durability, SQLite: ``PRAGMA synchronous=FULL`` by default. Under WAL, ``NORMAL`` already
+survives a killed *process* (the commit is in the WAL file in the OS page cache), but a power
+loss or kernel crash can roll back the last transactions, because the WAL is only fsynced at
+checkpoints. ``FULL`` fsyncs the WAL at every commit; group commit makes that one fsync per batch
+instead of one per write, so the stronger guarantee costs little (see ``bench/checkpoint.py``).
+Durability, Redis: "durable" means the ``EXEC`` was answered (the server applied it); how it
+survives a server crash is the server's ``appendonly``/``appendfsync`` setting.
+
+TTL on Redis is set in the same ``MULTI``/``EXEC`` as the write (``HSET`` + ``EXPIRE`` of the
+run's hash), never as a separate command that a crash could skip. A run's lead states live in one
+hash that expires as a unit: a resumed run never finds some of its leads expired (which would
+re-buy their paid lookups) while others remain.
+
+Budget leases: nothing to leak
+-------------------------------
+Reservations of the batch budget live in memory only, in the process that made them. The
+persisted record of a reservation is the step's *intent* (``intent: true`` + ``pending_cost``),
+saved durably before the paid call. :func:`budget_ledger` recomputes a run's spend from the saved
+lead states alone: settled spend (each state's ``spent_micros``) plus, conservatively, the pending
+cost of every intent (the call may have been made and billed). A killed process therefore leaks
+nothing: its unsaved reservations vanish with it, its saved intents are counted as spend. An
+intent is *live* (its process may still be running) until its lease runs out
+(``lease_seconds`` after the state was saved, as the engine's ``lease_seconds``); after that it
+is *in doubt*. Both count as spend; :meth:`BudgetLedger.restore` books them into a fresh batch
+:class:`~waystation.budget.Budget` (settled spend as ``spent_micros``, each intent as a
+reservation held by ``"<lead_id>/<step_id>"``, which the engine releases when it resumes that step
+and charges the in-doubt cost), so a restarted batch can never overshoot what the dead one spent.
+
+Secrets: states come from :meth:`RunContext.to_state`, which never includes settings; the JSON
+encoder refuses :class:`pydantic.SecretStr`/``SecretBytes`` values outright.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import BaseModel, Field, SecretBytes, SecretStr
+
+from waystation.budget import Budget, Reservation
+
+__all__ = [
+    "DEFAULT_SQLITE_URL",
+    "BudgetLedger",
+    "CheckpointStore",
+    "LiveIntent",
+    "StoreStats",
+    "budget_ledger",
+    "open_store",
+]
+
+#: Where ``--checkpoint`` points when not given.
+DEFAULT_SQLITE_URL = "sqlite:///.waystation/checkpoints.db"
+
+
+@runtime_checkable
+class CheckpointStore(Protocol):
+    """Saves lead states and run metadata. Every implementation passes the same conformance suite
+    (``tests/core/test_stores.py``)."""
+
+    url: str
+
+    async def load(self, run_id: str, lead_id: str) -> dict[str, Any] | None:
+        """The saved state of a lead in a run, or ``None``."""
+        ...
+
+    async def save(self, run_id: str, lead_id: str, state: dict[str, Any]) -> None:
+        """Save (replace) a lead's state; returns only when the write is durable."""
+        ...
+
+    def iter_states(self, run_id: str) -> AsyncIterator[dict[str, Any]]:
+        """Every lead state of a run, in pages (memory stays flat)."""
+        ...
+
+    async def save_run(self, run_id: str, meta: dict[str, Any]) -> None:
+        """Save (replace) a run's metadata (route, input, options, report); durable on return."""
+        ...
+
+    async def load_run(self, run_id: str) -> dict[str, Any] | None:
+        """A run's metadata as saved, or ``None``."""
+        ...
+
+    async def list_runs(self) -> list[dict[str, Any]]:
+        """Every run, oldest first: its metadata plus ``run_id``, ``created_at``, ``updated_at``."""
+        ...
+
+    async def close(self) -> None:
+        """Flush pending writes and release the connection."""
+        ...
+
+
+@dataclass
+class StoreStats:
+    """Counters every store keeps: ``saves`` (calls), ``rows`` (rows/fields written after merging
+    saves of the same lead within a batch) and ``transactions`` (commits / pipelines)."""
+
+    saves: int = 0
+    rows: int = 0
+    transactions: int = 0
+    loads: int = 0
+
+    @property
+    def saves_per_transaction(self) -> float:
+        """Average batch size."""
+        return self.saves / self.transactions if self.transactions else 0.0
+
+
+class LiveIntent(BaseModel):
+    """A saved intent: a paid call that may have been made but whose result was not saved."""
+
+    lead_id: str
+    step_id: str
+    micros: int
+    saved_at: float | None = None
+    expired: bool = True
+
+
+class BudgetLedger(BaseModel):
+    """A run's spend, recomputed from its saved lead states (see the module docstring)."""
+
+    run_id: str
+    leads: int = 0
+    finished: int = 0
+    spent_micros: int = 0
+    intents: list[LiveIntent] = Field(default_factory=list)
+
+    @property
+    def intent_micros(self) -> int:
+        """Pending cost of all intents (live or in doubt)."""
+        return sum(i.micros for i in self.intents)
+
+    @property
+    def in_doubt_calls(self) -> int:
+        """Intents whose lease expired: their process is gone."""
+        return sum(1 for i in self.intents if i.expired)
+
+    @property
+    def total_micros(self) -> int:
+        """Settled spend plus every intent's pending cost: what the run may have been billed."""
+        return self.spent_micros + self.intent_micros
+
+    @property
+    def total(self) -> float:
+        """:attr:`total_micros` in USD."""
+        return self.total_micros / 1_000_000
+
+    def restore(self, budget: Budget) -> Budget:
+        """Book this ledger into a fresh batch budget: settled spend, and one reservation per
+        intent held by ``"<lead_id>/<step_id>"`` (the engine releases it when it resumes the step
+        and charges the in-doubt cost instead). Returns ``budget``."""
+        budget.spent_micros = self.spent_micros
+        for intent in self.intents:
+            res = Reservation(-(len(budget.reservations) + 1), intent.micros, f"{intent.lead_id}/{intent.step_id}")
+            budget.reservations[res.id] = res
+        return budget
+
+
+async def budget_ledger(store: CheckpointStore, run_id: str, *, lease_seconds: float = 900.0,
+                        now: float | None = None) -> BudgetLedger:
+    """Recompute a run's spend from its saved lead states (one pass, memory flat)."""
+    now = time.time() if now is None else now
+    ledger = BudgetLedger(run_id=run_id)
+    async for state in store.iter_states(run_id):
+        ledger.leads += 1
+        if state.get("status", "running") != "running":
+            ledger.finished += 1
+        ledger.spent_micros += int(state.get("spent_micros", 0))
+        saved_at = state.get("saved_at")
+        for step_id, rec in (state.get("steps") or {}).items():
+            if rec.get("intent"):
+                micros = round(float(rec.get("pending_cost", 0.0)) * 1_000_000)
+                expired = saved_at is None or float(saved_at) + lease_seconds < now
+                ledger.intents.append(LiveIntent(lead_id=str(state.get("lead_id")), step_id=step_id,
+                                                 micros=micros, saved_at=saved_at, expired=expired))
+    return ledger
+
+
+# -- shared helpers ------------------------------------------------------------------------------
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, SecretStr | SecretBytes):
+        raise TypeError("refusing to checkpoint a secret value")
+    if isinstance(obj, BaseModel):
+        return obj.model_dump(mode="json")
+    if isinstance(obj, datetime | date):
+        return obj.isoformat()
+    if isinstance(obj, Decimal):
+        return str(obj)
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    raise TypeError(f"cannot checkpoint a value of type {type(obj).__name__}")
+
+
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_default)
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON for a state or a run's metadata (refuses secrets and unknown types)."""
+    return _encoder.encode(obj)
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse what :func:`dumps` wrote."""
+    return json.loads(text)
+
+
+def _check_ids(run_id: str, lead_id: str | None = None) -> None:
+    if not isinstance(run_id, str) or not run_id:
+        raise ValueError("run_id must be a non-empty string")
+    if lead_id is not None and (not isinstance(lead_id, str) or not lead_id):
+        raise ValueError("lead_id must be a non-empty string")
+
+
+def _query(url: str) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def open_store(url: str) -> CheckpointStore:
+    """Open the store a URL names: ``sqlite:///path``, ``redis://host:port/db?ttl=&prefix=``,
+    ``memory://``. Raises ``ValueError`` for any other scheme."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "sqlite":
+        from waystation.stores.sqlite import SQLiteStore
+
+        return SQLiteStore(url)
+    if scheme in ("redis", "rediss", "unix"):
+        from waystation.stores.redis import RedisStore
+
+        return RedisStore(url)
+    if scheme == "memory":
+        from waystation.stores.memory import MemoryStore
+
+        return MemoryStore(url)
+    raise ValueError(f"unknown checkpoint store URL {redact_url(url)!r}: use sqlite:///path, "
+                     "redis://host:port/db or memory://")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and reports)."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url

@@ -1,0 +1,90 @@
+"""An in-process checkpoint store for tests: dicts, with the same group-commit and JSON semantics
+as the real stores (a saved state is a JSON snapshot, never a live reference)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from waystation.stores import StoreStats, _check_ids, dumps, loads
+from waystation.stores._group import GroupCommitter
+
+
+class MemoryStore:
+    """Checkpoints in memory (``memory://``); lost with the process. For tests."""
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self.stats = StoreStats()
+        self._leads: dict[str, dict[str, str]] = {}
+        self._runs: dict[str, tuple[str, float, float]] = {}
+        self._group: GroupCommitter[tuple[str, str, str]] = GroupCommitter(self._flush)
+        self._closed = False
+
+    async def _flush(self, batch: list[tuple[str, str, str]]) -> None:
+        await asyncio.sleep(0)  # a commit is never instantaneous: let later writers queue up
+        merged = {(run, lead): text for run, lead, text in batch}
+        for (run, lead), text in merged.items():
+            self._leads.setdefault(run, {})[lead] = text
+        self.stats.transactions += 1
+        self.stats.rows += len(merged)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("checkpoint store is closed")
+
+    async def save(self, run_id: str, lead_id: str, state: dict[str, Any]) -> None:
+        """Save a lead's state (a JSON snapshot); returns when its batch is applied."""
+        _check_ids(run_id, lead_id)
+        self._check_open()
+        text = dumps({**state, "saved_at": time.time()})
+        self.stats.saves += 1
+        await self._group.submit((run_id, lead_id, text))
+
+    async def load(self, run_id: str, lead_id: str) -> dict[str, Any] | None:
+        """The saved state of a lead, or ``None``."""
+        _check_ids(run_id, lead_id)
+        self._check_open()
+        self.stats.loads += 1
+        text = self._leads.get(run_id, {}).get(lead_id)
+        return None if text is None else loads(text)
+
+    async def iter_states(self, run_id: str) -> AsyncIterator[dict[str, Any]]:
+        """Every lead state of ``run_id``, by lead id."""
+        _check_ids(run_id)
+        leads = self._leads.get(run_id, {})
+        for lead_id in sorted(leads):
+            text = leads.get(lead_id)
+            if text is not None:
+                yield loads(text)
+
+    async def save_run(self, run_id: str, meta: dict[str, Any]) -> None:
+        """Save a run's metadata."""
+        _check_ids(run_id)
+        self._check_open()
+        now = time.time()
+        old = self._runs.get(run_id)
+        self._runs[run_id] = (dumps(meta), old[1] if old else now, now)
+
+    async def load_run(self, run_id: str) -> dict[str, Any] | None:
+        """A run's metadata, or ``None``."""
+        _check_ids(run_id)
+        row = self._runs.get(run_id)
+        return None if row is None else loads(row[0])
+
+    async def list_runs(self) -> list[dict[str, Any]]:
+        """Every run, oldest first, with ``run_id``, ``created_at`` and ``updated_at`` added."""
+        rows = sorted(self._runs.items(), key=lambda kv: (kv[1][1], kv[0]))
+        return [{**loads(meta), "run_id": rid, "created_at": c, "updated_at": u} for rid, (meta, c, u) in rows]
+
+    async def delete_run(self, run_id: str) -> None:
+        """Forget a run."""
+        self._leads.pop(run_id, None)
+        self._runs.pop(run_id, None)
+
+    async def close(self) -> None:
+        """Apply what is queued; further use raises."""
+        await self._group.drain()
+        self._closed = True

@@ -1,0 +1,296 @@
+"""The SQLite checkpoint store: one file, WAL mode, group commit through one writer thread.
+
+The connection lives in a dedicated thread that owns it for its whole life. Callers on the event
+loop put operations on a list and wait on an asyncio future; the thread takes *everything* queued
+since its last turn, writes all the saves in one transaction (``executemany`` of an upsert, then
+``COMMIT``), runs the reads, and resolves every future of the batch with a single
+``call_soon_threadsafe``. While it commits, new saves pile up for the next batch — that is the
+group commit. See :mod:`waystation.stores` for the durability choice (``synchronous=FULL``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from waystation.stores import StoreStats, _check_ids, _query, dumps, loads
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS lead_state (
+    run_id     TEXT NOT NULL,
+    lead_id    TEXT NOT NULL,
+    status     TEXT,
+    state      TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (run_id, lead_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS run_meta (
+    run_id     TEXT PRIMARY KEY,
+    meta       TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+_UPSERT = ("INSERT INTO lead_state (run_id, lead_id, status, state, updated_at) VALUES (?, ?, ?, ?, ?) "
+           "ON CONFLICT (run_id, lead_id) DO UPDATE SET status = excluded.status, state = excluded.state, "
+           "updated_at = excluded.updated_at")
+_UPSERT_RUN = ("INSERT INTO run_meta (run_id, meta, created_at, updated_at) VALUES (?, ?, ?, ?) "
+               "ON CONFLICT (run_id) DO UPDATE SET meta = excluded.meta, updated_at = excluded.updated_at")
+_PAGE = 500
+
+# An operation: (kind, payload, future). kind "w" = lead save (payload: row tuple),
+# "r" = run save (payload: row tuple), "q" = read (payload: callable(conn) -> result).
+_Op = tuple[str, Any, "asyncio.Future[Any]"]
+
+
+def path_of(url: str) -> Path:
+    """The database file a ``sqlite://`` URL names (``sqlite://`` alone: the default file)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "sqlite":
+        raise ValueError(f"not a sqlite URL: {url!r}")
+    raw = unquote(parts.path)
+    if parts.netloc:  # sqlite://relative/path.db — tolerate the missing third slash
+        raw = parts.netloc + raw
+    elif raw.startswith("/"):
+        raw = raw[1:]  # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
+    if raw in ("", ":memory:"):
+        if raw == ":memory:":
+            raise ValueError("an in-memory SQLite store cannot survive a crash: use memory:// for tests")
+        raw = ".waystation/checkpoints.db"
+    return Path(raw)
+
+
+class SQLiteStore:
+    """Checkpoints in one SQLite file (WAL, no server); see the module docstring."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = path_of(url)
+        opts = _query(url)
+        sync = opts.get("synchronous", "full").upper()
+        if sync not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError(f"synchronous must be full, normal or extra, not {sync.lower()!r}")
+        self.synchronous = sync
+        self.busy_timeout = int(opts.get("busy_timeout", "10000"))
+        self.stats = StoreStats()
+        self._ops: list[_Op] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = False
+        self._closed = False
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._main, name=f"waystation-sqlite:{self.path.name}",
+                                        daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    # -- the writer thread ----------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                               timeout=self.busy_timeout / 1000)
+        conn.execute(f"PRAGMA busy_timeout={self.busy_timeout}")
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise RuntimeError(f"{self.path}: could not switch to WAL mode (got {mode})")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.executescript(_SCHEMA)
+        return conn
+
+    def _main(self) -> None:
+        try:
+            conn = self._connect()
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            while True:
+                self._wake.wait()
+                with self._lock:
+                    ops, self._ops = self._ops, []
+                    self._wake.clear()
+                    closing = self._closing
+                if ops:
+                    self._run_batch(conn, ops)
+                if closing and not self._ops:
+                    break
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, ops: list[_Op]) -> None:
+        leads: dict[tuple[str, str], tuple[Any, ...]] = {}
+        runs: list[tuple[Any, ...]] = []
+        writers: list[asyncio.Future[Any]] = []
+        reads: list[_Op] = []
+        for op in ops:
+            kind = op[0]
+            if kind == "w":
+                row = op[1]
+                leads[(row[0], row[1])] = row
+                writers.append(op[2])
+            elif kind == "r":
+                runs.append(op[1])
+                writers.append(op[2])
+            else:
+                reads.append(op)
+        done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        if writers:
+            err: BaseException | None = None
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    if leads:
+                        conn.executemany(_UPSERT, leads.values())
+                    if runs:
+                        conn.executemany(_UPSERT_RUN, runs)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except Exception as exc:
+                err = exc
+            else:
+                self.stats.transactions += 1
+                self.stats.rows += len(leads) + len(runs)
+            done.extend((f, None, err) for f in writers)
+        for _, fn, fut in reads:
+            try:
+                done.append((fut, fn(conn), None))
+            except Exception as exc:
+                done.append((fut, None, exc))
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+        for item in done:
+            by_loop.setdefault(item[0].get_loop(), []).append(item)
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_resolve, items)
+
+    # -- the event-loop side --------------------------------------------------------------------
+
+    def _submit(self, kind: str, payload: Any) -> asyncio.Future[Any]:
+        if self._closed:
+            raise RuntimeError(f"checkpoint store {self.path} is closed")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        with self._lock:
+            self._ops.append((kind, payload, fut))
+            self._wake.set()
+        return fut
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        return await self._submit("q", fn)
+
+    async def save(self, run_id: str, lead_id: str, state: dict[str, Any]) -> None:
+        """Save a lead's state; returns when its transaction has committed."""
+        _check_ids(run_id, lead_id)
+        now = time.time()
+        text = dumps({**state, "saved_at": now})
+        self.stats.saves += 1
+        await self._submit("w", (run_id, lead_id, state.get("status"), text, now))
+
+    async def load(self, run_id: str, lead_id: str) -> dict[str, Any] | None:
+        """The saved state of a lead, or ``None``."""
+        _check_ids(run_id, lead_id)
+        self.stats.loads += 1
+
+        def q(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT state FROM lead_state WHERE run_id = ? AND lead_id = ?",
+                               (run_id, lead_id)).fetchone()
+            return row[0] if row else None
+
+        text = await self._read(q)
+        return None if text is None else loads(text)
+
+    async def iter_states(self, run_id: str) -> AsyncIterator[dict[str, Any]]:
+        """Every lead state of ``run_id``, read in pages of 500 by lead id."""
+        _check_ids(run_id)
+        after = ""
+        while True:
+            def q(conn: sqlite3.Connection, after: str = after) -> list[tuple[str, str]]:
+                return conn.execute(
+                    "SELECT lead_id, state FROM lead_state WHERE run_id = ? AND lead_id > ? "
+                    "ORDER BY lead_id LIMIT ?", (run_id, after, _PAGE)).fetchall()
+
+            rows: list[tuple[str, str]] = await self._read(q)
+            for _, text in rows:
+                yield loads(text)
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1][0]
+
+    async def save_run(self, run_id: str, meta: dict[str, Any]) -> None:
+        """Save a run's metadata; returns when committed."""
+        _check_ids(run_id)
+        now = time.time()
+        await self._submit("r", (run_id, dumps(meta), now, now))
+
+    async def load_run(self, run_id: str) -> dict[str, Any] | None:
+        """A run's metadata, or ``None``."""
+        _check_ids(run_id)
+
+        def q(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT meta FROM run_meta WHERE run_id = ?", (run_id,)).fetchone()
+            return row[0] if row else None
+
+        text = await self._read(q)
+        return None if text is None else loads(text)
+
+    async def list_runs(self) -> list[dict[str, Any]]:
+        """Every run, oldest first, with ``run_id``, ``created_at`` and ``updated_at`` added."""
+        def q(conn: sqlite3.Connection) -> list[tuple[str, str, float, float]]:
+            return conn.execute("SELECT run_id, meta, created_at, updated_at FROM run_meta "
+                                "ORDER BY created_at, run_id").fetchall()
+
+        rows: list[tuple[str, str, float, float]] = await self._read(q)
+        return [{**loads(meta), "run_id": rid, "created_at": c, "updated_at": u} for rid, meta, c, u in rows]
+
+    async def delete_run(self, run_id: str) -> None:
+        """Forget a run: its metadata and every lead state."""
+        _check_ids(run_id)
+
+        def q(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM lead_state WHERE run_id = ?", (run_id,))
+                conn.execute("DELETE FROM run_meta WHERE run_id = ?", (run_id,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        await self._read(q)
+
+    async def close(self) -> None:
+        """Commit what is queued, stop the writer thread and close the file."""
+        if self._closed:
+            return
+        with self._lock:
+            self._closing = True
+            self._wake.set()
+        self._closed = True
+        await asyncio.to_thread(self._thread.join)
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r}, synchronous={self.synchronous})"
+
+
+def _resolve(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for fut, result, err in items:
+        if fut.done():  # the waiter was cancelled; the write happened anyway
+            continue
+        if err is not None:
+            fut.set_exception(err)
+        else:
+            fut.set_result(result)
