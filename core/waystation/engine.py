@@ -263,7 +263,7 @@ class Engine:
         if self._active["before_lead"]:
             await self._notify("before_lead", rc, route=self.plan, ctx=rc)
         await self._drive(rc)
-        result = self._finish_data(rc)
+        result = rc.result()
         if self.checkpointer is not None:
             await self.checkpointer.save(self.run_id, lid, rc.to_state())
         if self._active["after_lead"]:

@@ -158,7 +158,7 @@ class StepContext:
     ``data`` is a read-only mapping of the lead as it stood when the step's dependencies ended.
     """
 
-    __slots__ = ("attempt", "budget", "data", "lead_id", "log", "route", "run_id", "settings", "step_id")
+    __slots__ = ("attempt", "budget", "data", "lead_id", "route", "run_id", "settings", "step_id")
 
     def __init__(
         self,
@@ -181,7 +181,11 @@ class StepContext:
         self.settings = settings
         self.budget = budget
         self.attempt = attempt
-        self.log = logging.getLogger(f"waystation.station.{step_id}")
+
+    @property
+    def log(self) -> logging.Logger:
+        """A logger named after the step (``waystation.station.<step id>``)."""
+        return logging.getLogger(f"waystation.station.{self.step_id}")
 
     def get(self, field: str, default: Any = None) -> Any:
         """The value of ``field``, or ``default`` when it is missing or empty."""
