@@ -1,0 +1,46 @@
+"""The waystation plugin of waystation-dnc: its station, its stop decision, its CLI commands.
+
+Light imports only: the store and file parsing are imported when a command or station runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from waystation import Outcome, Station, Stop, hookimpl
+
+from waystation_dnc.stations import DNCScrubStation, stop_decision
+
+if TYPE_CHECKING:
+    import click
+
+WAYSTATION_API = ">=1,<2"
+
+
+@hookimpl
+def register_stations() -> Iterable[type[Station]]:
+    """The DNCScrubStation."""
+    return [DNCScrubStation]
+
+
+@hookimpl
+def decide_stop(step: Any, outcome: Outcome) -> tuple[Stop, str] | None:
+    """Stop the route when a DNCScrubStation step found the number listed, as its ``on_listed``
+    setting says: ``skip_remaining`` (default: nothing more is spent on a number that may not be
+    called), ``fail``, or ``continue`` (no opinion)."""
+    station = getattr(step, "station", None)
+    if not (isinstance(station, type) and issubclass(station, DNCScrubStation)):
+        return None
+    decision = stop_decision(step.settings, dict(outcome.fields))
+    if decision is None:
+        return None
+    return Stop(decision[0]), decision[1]
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    """Add ``waystation dnc import`` and ``waystation dnc status``."""
+    from waystation_dnc.cli import dnc
+
+    cli.add_command(dnc)

@@ -1,0 +1,165 @@
+"""DNCScrubStation: is this phone number on a do-not-call list?
+
+This module is imported when plugins load, so it imports only light modules; the store (SQLite,
+file parsing) is imported in :meth:`DNCScrubStation.open`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+from waystation import Outcome, RetryPolicy, Station, StationSettings, StepContext
+
+from waystation_dnc.lists import LISTS, UNLOADED, ListName, OnListed
+
+if TYPE_CHECKING:
+    from waystation_dnc.store import DNCStore
+
+log = logging.getLogger("waystation.dnc")
+
+DEFAULT_STORE = Path(".waystation/dnc.sqlite")
+
+
+class DNCSettings(StationSettings):
+    """Settings of :class:`DNCScrubStation` (route ``settings:`` or ``WAYSTATION_DNC_*`` variables).
+
+    Relative paths are resolved against the current working directory of the process.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="WAYSTATION_DNC_", extra="forbid", frozen=True,
+                                      env_ignore_empty=True)
+
+    store: Path = Field(default=DEFAULT_STORE, description="The SQLite file of the local DNC store.")
+    federal_files: list[Path] = Field(
+        default_factory=list, description="FTC full-list files (plain, .gz or .zip) imported on open.")
+    change_files: list[Path] = Field(
+        default_factory=list, description="FTC change-list files, applied once each, in the given order.")
+    internal_files: list[Path] = Field(
+        default_factory=list, description="The internal do-not-call list (replaces the list when changed).")
+    litigator_files: list[Path] = Field(
+        default_factory=list, description="Known-litigator numbers (replaces the list when changed).")
+    lists: list[ListName] = Field(default_factory=lambda: list(LISTS),
+                                  description="The lists a number is checked against.")
+    on_listed: OnListed = Field(default="skip_remaining",
+                                description="What the route does when the number is listed.")
+    unloaded_area_code: bool = Field(
+        default=True,
+        description="Treat a number as listed when no federal full list of its area code is loaded "
+                    "(calling an area code you have not downloaded is not allowed).")
+    max_age_days: float = Field(default=31, gt=0, description="Warn when the registry data is older.")
+
+
+class DNCScrubStation(Station):
+    """Scrub a phone number against the local Do-Not-Call store (federal, internal, litigator).
+
+    Requires ``phone`` (E.164 ``+1...`` or any 10-digit US form). Provides ``dnc_listed`` (bool)
+    and ``dnc_lists`` (the lists that hold the number). Its stop decision follows the setting
+    ``on_listed`` (``skip_remaining`` by default), applied by the plugin's ``decide_stop`` hook.
+    """
+
+    name = "DNCScrubStation"
+    requires = ("phone",)
+    provides = {"dnc_listed": bool, "dnc_lists": list[str]}
+    cost = 0.0
+    timeout = 10.0
+    retry = RetryPolicy(max_attempts=1)
+    Settings = DNCSettings
+
+    def __init__(self, settings: StationSettings | None = None) -> None:
+        super().__init__(settings)
+        self._store: DNCStore | None = None
+        self._loaded: set[int] = set()
+
+    @property
+    def config(self) -> DNCSettings:
+        """The settings, typed."""
+        assert isinstance(self.settings, DNCSettings)
+        return self.settings
+
+    async def open(self) -> None:
+        """Import the configured registry files (once each), then open the store for lookups."""
+        loaded, stale = await asyncio.to_thread(prepare_store, self.config)
+        from waystation_dnc.store import DNCStore
+
+        self._store = DNCStore(self.config.store)
+        self._loaded = loaded
+        if "federal" in self.config.lists and not loaded:
+            log.warning("DNC store %s has no federal registry data: %s", self.config.store,
+                        "every number is treated as listed" if self.config.unloaded_area_code
+                        else "numbers are checked against the other lists only")
+        if stale:
+            log.warning("DNC data in %s is older than %g days (%s): download the registry again",
+                        self.config.store, self.config.max_age_days, stale)
+
+    async def close(self) -> None:
+        """Close the store."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    async def process(self, ctx: StepContext) -> Outcome:
+        """Look the lead's phone up in every configured list."""
+        from waystation_dnc.store import area_code, normalize_number
+
+        if self._store is None:
+            await self.open()
+        assert self._store is not None
+        phone = str(ctx.get("phone", ""))
+        if phone.startswith("+") and not phone.startswith("+1"):
+            return Outcome(misses={"dnc_listed": "not a US/NANP number: the US registry does not apply"})
+        number = normalize_number(phone)
+        if number is None:
+            return Outcome(misses={"dnc_listed": "phone is not a 10-digit US number"})
+        lists: list[str] = list(self._store.lookup(number, self.config.lists))
+        if ("federal" in self.config.lists and "federal" not in lists and self.config.unloaded_area_code
+                and area_code(number) not in self._loaded):
+            lists.append(UNLOADED)
+        return Outcome({"dnc_listed": bool(lists), "dnc_lists": lists})
+
+
+def prepare_store(settings: DNCSettings) -> tuple[set[int], str | None]:
+    """Import the files named in ``settings`` that the store has not seen (blocking; run it in a
+    thread). Returns the federal area codes loaded and a description of stale lists (or None).
+
+    Internal and litigator files are the whole list: when any of them changed, that list is
+    rebuilt from all of its files. Federal full lists replace their area codes; change lists are
+    applied once each.
+    """
+    from waystation_dnc.store import DNCStore, fingerprint
+
+    with DNCStore(settings.store) as store:
+        for path in settings.federal_files:
+            store.import_file(path, "federal")
+        for path in settings.change_files:
+            store.import_file(path, "federal", changes=True)
+        for name, files in (("internal", settings.internal_files), ("litigator", settings.litigator_files)):
+            if not files:
+                continue
+            known = {row[0] for row in store.conn.execute(
+                "SELECT fingerprint FROM imports WHERE list = ? AND kind = 'full'", (name,))}
+            if all(fingerprint(Path(p)) in known for p in files if Path(p).is_file()) and all(
+                    Path(p).is_file() for p in files):
+                continue
+            for i, path in enumerate(files):
+                store.import_file(path, name, replace=(i == 0), force=True)  # type: ignore[arg-type]
+        status = store.status()
+        loaded = store.loaded_area_codes("federal")
+    stale = [f"{s.list}: {s.age_days:.0f} days" for s in status.values()
+             if s.list in settings.lists and s.age_days is not None and s.age_days > settings.max_age_days]
+    return loaded, ", ".join(stale) or None
+
+
+def stop_decision(settings: Any, fields: dict[str, Any]) -> tuple[str, str] | None:
+    """The (stop, reason) for a DNCScrubStation outcome under ``settings.on_listed``, or None."""
+    if not fields.get("dnc_listed"):
+        return None
+    mode = getattr(settings, "on_listed", "skip_remaining")
+    if mode == "continue":
+        return None
+    lists = ", ".join(fields.get("dnc_lists") or []) or "a do-not-call list"
+    return mode, f"phone is on {lists}: do not call"
