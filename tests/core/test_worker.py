@@ -14,7 +14,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from toys import make
 from waystation import Engine
 from waystation.worker import QueueConfig, Worker, enqueue, queue_depth
