@@ -35,6 +35,15 @@ from waystation.plugins import PluginHost
 from waystation.resilience.breaker import BreakerBackend, BreakerState, CircuitBreaker
 from waystation.resilience.policies import classify_error, retry_after_of
 from waystation.resilience.ratelimit import RateBackend, StationLimiter
+from waystation.resilience.redis_shared import (
+    REDIS_URL_ENV,
+    RedisBreakerBackend,
+    RedisRateLimiter,
+    SharedRedis,
+    SharedStateError,
+    redis_prefix_from_env,
+    redis_url_from_env,
+)
 from waystation.result import LeadResult, Provenance, RunContext, StepRecord
 from waystation.route import Route
 from waystation.station import Outcome, Station, StepContext, Stop
@@ -113,6 +122,8 @@ class Engine:
         breaker_backend: BreakerBackend | None = None,
         rate_backend: Callable[[str, Any], RateBackend] | None = None,
         lease_seconds: float = 900.0,
+        redis_url: str | None = None,
+        redis_prefix: str | None = None,
     ) -> None:
         self.plan = plan
         self.host = host
@@ -126,15 +137,33 @@ class Engine:
         self._breakers: dict[str, CircuitBreaker] = {}
         self._background: set[asyncio.Future[Any]] = set()
         self._limiters: dict[str, StationLimiter] = {}
+        # shared (Redis) breaker / rate-limit state: see waystation.resilience.redis_shared
+        self._shared_redis: SharedRedis | None = None
+
+        def shared() -> SharedRedis:
+            if self._shared_redis is None:
+                url = redis_url or redis_url_from_env()
+                if not url:
+                    raise SharedStateError(
+                        f"route {plan.name!r} asks for shared: redis (breaker or rate_limit) but no Redis "
+                        f"is configured: pass Engine(redis_url=...) or set {REDIS_URL_ENV}")
+                self._shared_redis = SharedRedis(url, redis_prefix or redis_prefix_from_env())
+            return self._shared_redis
+
         for ps in plan.steps:
             if ps.station is None:
                 continue
             key = ps.station.name
             if ps.breaker is not None and key not in self._breakers:
-                backend = breaker_backend if ps.breaker.shared == "redis" or breaker_backend else None
+                backend = breaker_backend
+                if backend is None and ps.breaker.shared == "redis":
+                    backend = RedisBreakerBackend(shared())
                 self._breakers[key] = CircuitBreaker(key, ps.breaker, backend, self._breaker_changed)
             if ps.rate_limit is not None and key not in self._limiters:
-                rb = rate_backend(key, ps.rate_limit) if (rate_backend and ps.rate_limit.shared == "redis") else None
+                rb: RateBackend | None = None
+                if ps.rate_limit.shared == "redis" and ps.rate_limit.per_second:
+                    rb = rate_backend(key, ps.rate_limit) if rate_backend is not None else \
+                        RedisRateLimiter(shared(), key, ps.rate_limit.per_second)
                 self._limiters[key] = StationLimiter(key, ps.rate_limit, rb)
         self.refresh_hooks()
 
@@ -201,6 +230,8 @@ class Engine:
                 await inst.close()
             except Exception:  # pragma: no cover - best effort
                 log.exception("closing %s failed", type(inst).__name__)
+        if self._shared_redis is not None:  # the shared breaker / rate-limit Redis client
+            await self._shared_redis.aclose()
 
     async def _instance(self, ps: PlannedStep) -> Station:
         inst = self._instances.get(ps.index)
@@ -480,36 +511,67 @@ class Engine:
 
     async def _call(self, ps: PlannedStep, rc: RunContext, rec: StepRecord, data: Mapping[str, Any],
                     hold: Hold | None, breaker: CircuitBreaker | None) -> Outcome:
-        station = await self._instance(ps)
+        """Call the station with retries (stamina), a timeout per attempt, the breaker and the
+        rate limit. ``_step`` already got the breaker's permission for the first attempt; each
+        retry asks again. Attempts are counted in ``rec`` (the run context), so a resumed lead
+        goes on from where it stopped."""
+        name = ps.station.name if ps.station else ps.id
+        # An allowed breaker call must be reported exactly once (record, or release when no
+        # vendor call happened), or a half-open probe slot would stay taken.
+        holding = breaker is not None
+        tripped = False
+        try:
+            station = await self._instance(ps)
+        except BaseException:
+            if breaker is not None:
+                await breaker.release()
+            raise
         ctx = self._ctx(ps, rc, data)
-        limiter = self._limiters.get(ps.station.name) if ps.station else None
+        limiter = self._limiters.get(name)
         policy = ps.retry
         first = rec.attempts + 1
         remaining = max(1, policy.max_attempts - rec.attempts)
+        called = False
 
-        async def attempt(n: int) -> Outcome:
-            ctx.attempt = n
-            rec.attempts = n
-            if n > first and breaker is not None and not await breaker.allow():
-                raise BreakerOpen(f"breaker of {ps.station.name if ps.station else ps.id} opened")
+        async def call() -> Outcome:
+            if breaker is not None and limiter is not None and await breaker.refuses():
+                # it opened while this call waited for its rate-limit slot
+                raise BreakerOpen(f"breaker of {name} opened")
             if ps.paid and self.checkpointer is not None:
                 rec.intent = True
                 rec.pending_cost = hold.amount if hold is not None else 0.0
                 await self.checkpointer.save(self.run_id, rc.lead_id, rc.to_state())
+            nonlocal called
+            called = True
+            return await self._timed(station.process(ctx), ps.timeout)
+
+        async def attempt(n: int) -> Outcome:
+            nonlocal holding, tripped, called
+            ctx.attempt = n
+            rec.attempts = n
+            called = False
+            if breaker is not None and not holding:
+                if not await breaker.allow():
+                    raise BreakerOpen(f"breaker of {name} opened")
+                holding = True
             try:
                 if limiter is not None:
                     async with limiter.slot():
-                        out = await self._timed(station.process(ctx), ps.timeout)
+                        out = await call()
                 else:
-                    out = await self._timed(station.process(ctx), ps.timeout)
+                    out = await call()
                 out = self._check_outcome(ps, out)
-            except asyncio.CancelledError:
+            except BaseException as exc:
+                if breaker is not None and holding:
+                    holding = False
+                    if called and isinstance(exc, Exception):
+                        after = await breaker.record(False, classify_error(exc))
+                        tripped = after.state is BreakerState.OPEN
+                    elif not isinstance(exc, BreakerOpen):
+                        await breaker.release()
                 raise
-            except Exception as exc:
-                if breaker is not None:
-                    await breaker.record(False, classify_error(exc))
-                raise
-            if breaker is not None:
+            if breaker is not None and holding:
+                holding = False
                 await breaker.record(True)
             return out
 
@@ -517,7 +579,9 @@ class Engine:
             return await attempt(first)
 
         def on(exc: Exception) -> bool | float:
-            if isinstance(exc, BreakerOpen) or not policy.should_retry(exc):
+            # never retried: CancelledError (not an Exception), an open breaker (no retry sleep
+            # either: the failure that just opened it ends the step at once), a non-retryable error
+            if tripped or isinstance(exc, BreakerOpen) or not policy.should_retry(exc):
                 return False
             after = retry_after_of(exc)
             return min(after, policy.max_delay) if after is not None else True
@@ -531,12 +595,10 @@ class Engine:
                 try:
                     return await attempt(n)
                 except Exception as exc:
-                    verdict = on(exc)
-                    if verdict is not False and att.num < remaining:
-                        delay = float(verdict) if not isinstance(verdict, bool) else float(att.next_wait)
-                        if self._active["on_retry"]:
-                            await self._notify("on_retry", rc, step=ps, ctx=rc, attempt=n, error=exc,
-                                               delay=delay)
+                    if att.num < remaining and on(exc) is not False and self._active["on_retry"]:
+                        # the policy's delay (jitter aside), also in test mode where waits are off
+                        await self._notify("on_retry", rc, step=ps, ctx=rc, attempt=n, error=exc,
+                                           delay=policy.delay_for(exc, att.num))
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 

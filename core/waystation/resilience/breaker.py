@@ -53,9 +53,9 @@ class BreakerBackend(Protocol):
         """Ask to make a call: (allowed, state before, state after)."""
         ...
 
-    async def record(self, name: str, policy: BreakerPolicy, now: float, ok: bool,
+    async def record(self, name: str, policy: BreakerPolicy, now: float, ok: bool | None,
                      cause: str | None) -> tuple[BreakerSnapshot, BreakerSnapshot]:
-        """Record a call's result: (state before, state after)."""
+        """Record a call's result (``ok=None``: release a probe slot): (state before, after)."""
         ...
 
     async def reset(self, name: str) -> None:
@@ -68,23 +68,48 @@ class BreakerBackend(Protocol):
 
 
 def transition_acquire(snap: BreakerSnapshot, policy: BreakerPolicy, now: float) -> bool:
-    """Pure state machine for a call request; mutates ``snap``. Shared by every backend."""
+    """Pure state machine for a call request; mutates ``snap``. Shared by every backend (the Redis
+    backend runs the same rules in Lua).
+
+    Open: refused until ``reset_after`` (``reset_after_exhausted`` for cause ``exhausted``) has
+    passed since it opened, then half-open. Half-open: at most ``half_open_max_calls`` probes go
+    out; a probe that has not reported within ``reset_after`` (cancelled, or its worker died)
+    frees its slot, so a lost probe never wedges the breaker.
+    """
     if snap.state is BreakerState.OPEN:
         wait = policy.reset_after_exhausted if snap.cause == "exhausted" else policy.reset_after
         if now - snap.opened_at < wait:
             return False
         snap.state = BreakerState.HALF_OPEN
         snap.probes = 0
+        snap.opened_at = now
     if snap.state is BreakerState.HALF_OPEN:
         if snap.probes >= policy.half_open_max_calls:
-            return False
+            if now - snap.opened_at < policy.reset_after:
+                return False
+            snap.probes = 0
+            snap.opened_at = now
         snap.probes += 1
     return True
 
 
-def transition_record(snap: BreakerSnapshot, policy: BreakerPolicy, now: float, ok: bool,
+def transition_record(snap: BreakerSnapshot, policy: BreakerPolicy, now: float, ok: bool | None,
                       cause: str | None) -> None:
-    """Pure state machine for a call's result; mutates ``snap``."""
+    """Pure state machine for a call's result; mutates ``snap``.
+
+    ``ok=None`` releases a half-open probe slot without a verdict (the call was cancelled). While
+    open, late results of calls that went out before it opened change nothing, except that a
+    quota answer turns the cause into ``exhausted``.
+    """
+    if ok is None:
+        if snap.state is BreakerState.HALF_OPEN and snap.probes > 0:
+            snap.probes -= 1
+        return
+    if snap.state is BreakerState.OPEN:
+        if not ok and cause == "exhausted" and snap.cause != "exhausted":
+            snap.cause = "exhausted"
+            snap.opened_at = now
+        return
     if ok:
         if snap.state is BreakerState.HALF_OPEN or snap.failures:
             snap.state = BreakerState.CLOSED
@@ -102,6 +127,14 @@ def transition_record(snap: BreakerSnapshot, policy: BreakerPolicy, now: float, 
         snap.opened_at = now
         snap.cause = "exhausted" if cause == "exhausted" else "failures"
         snap.probes = 0
+
+
+def open_until(snap: BreakerSnapshot, policy: BreakerPolicy) -> float | None:
+    """When an open breaker lets a probe through (epoch seconds), else ``None``."""
+    if snap.state is not BreakerState.OPEN:
+        return None
+    wait = policy.reset_after_exhausted if snap.cause == "exhausted" else policy.reset_after
+    return snap.opened_at + wait
 
 
 def _copy(s: BreakerSnapshot) -> BreakerSnapshot:
@@ -125,14 +158,14 @@ class MemoryBreakerBackend:
         snap = self._get(name)
         before = _copy(snap)
         allowed = transition_acquire(snap, policy, now)
-        return allowed, before, snap
+        return allowed, before, _copy(snap)
 
-    async def record(self, name: str, policy: BreakerPolicy, now: float, ok: bool,
+    async def record(self, name: str, policy: BreakerPolicy, now: float, ok: bool | None,
                      cause: str | None) -> tuple[BreakerSnapshot, BreakerSnapshot]:
         snap = self._get(name)
         before = _copy(snap)
         transition_record(snap, policy, now, ok, cause)
-        return before, snap
+        return before, _copy(snap)
 
     async def reset(self, name: str) -> None:
         self._states[name] = BreakerSnapshot()
@@ -159,25 +192,44 @@ class CircuitBreaker:
         self.clock = clock
 
     def _emit(self, before: BreakerSnapshot, after: BreakerSnapshot) -> None:
-        if before.state is not after.state and self.on_change is not None:
+        if self.on_change is None:
+            return
+        if before.state is not after.state or (after.state is BreakerState.OPEN and before.cause != after.cause):
             self.on_change(self.name, before.state, after.state, after.cause)
 
     async def allow(self) -> bool:
-        """Whether a call may go out now (in half-open: only the allowed number of probes)."""
+        """Whether a call may go out now (in half-open: only the allowed number of probes).
+
+        An allowed call must be followed by exactly one :meth:`record` (or :meth:`release`).
+        """
         allowed, before, after = await self.backend.acquire(self.name, self.policy, self.clock())
         self._emit(before, after)
         return allowed
 
-    async def record(self, ok: bool, category: str | None = None) -> None:
-        """Record a call's result; ``category`` decides whether a failure counts.
+    async def record(self, ok: bool, category: str | None = None) -> BreakerSnapshot:
+        """Record a call's result; ``category`` decides whether a failure counts. Returns the
+        state after it.
 
-        A failure that is not the vendor's fault (a client error: the vendor answered) counts as
-        a sign of life, like a success, so a half-open probe slot is never left dangling.
+        A failure that is not the vendor's fault (a client error or a throttle: the vendor
+        answered) counts as a sign of life, like a success, so a half-open probe slot is never
+        left dangling.
         """
         ok_for_breaker = ok or category not in FAILURE_CATEGORIES
         before, after = await self.backend.record(self.name, self.policy, self.clock(), ok_for_breaker,
                                                   category)
         self._emit(before, after)
+        return after
+
+    async def release(self) -> None:
+        """Give back an allowed call that never got a result (it was cancelled)."""
+        before, after = await self.backend.record(self.name, self.policy, self.clock(), None, None)
+        self._emit(before, after)
+
+    async def refuses(self) -> bool:
+        """Whether the breaker is open right now (a peek: takes no probe slot)."""
+        snap = await self.backend.snapshot(self.name)
+        until = open_until(snap, self.policy)
+        return until is not None and self.clock() < until
 
     async def reset(self) -> None:
         """Close the breaker by hand (``waystation breaker reset``)."""

@@ -7,9 +7,12 @@ rules as a station's class attribute ``retry = RetryPolicy(max_attempts=5)``.
 from __future__ import annotations
 
 import asyncio
+import re
+import time
+from email.utils import parsedate_to_datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from waystation.errors import OutcomeValidationError, StepError
 
@@ -44,7 +47,9 @@ Category = Literal[
     "error",
 ]
 
-DEFAULT_RETRY_ON: tuple[Category, ...] = ("timeout", "connection", "throttled", "server_error", "transient")
+DEFAULT_RETRY_ON: tuple[str, ...] = ("timeout", "connection", "throttled", "server_error", "transient")
+
+_CLASS_NAME = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*\.)*[A-Z][A-Za-z0-9_]*$")
 
 
 def _status_of(exc: BaseException) -> int | None:
@@ -84,33 +89,51 @@ def classify_error(exc: BaseException) -> str:
             return "server_error"
         if status in (401, 403):
             return "auth"
+        if status == 402:
+            return "exhausted"
         return "client_error"
     return "error"
+
+
+def parse_retry_after(raw: str | None, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header value: delta-seconds or an HTTP date (RFC 9110)."""
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def retry_after_of(exc: BaseException) -> float | None:
     """Seconds the vendor asked us to wait (``ThrottledError.retry_after`` or a ``Retry-After``)."""
     value = getattr(exc, "retry_after", None)
-    if isinstance(value, int | float):
-        return float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return max(0.0, float(value))
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
     if headers is not None:
         raw = headers.get("retry-after")
-        if raw is not None:
-            try:
-                return max(0.0, float(raw))
-            except ValueError:
-                return None
+        return parse_retry_after(raw if isinstance(raw, str) else None)
     return None
 
 
 class RetryPolicy(BaseModel):
     """Exponential backoff with jitter, per station (overridable per step with ``retry:``).
 
-    ``max_attempts`` counts the first call: 1 means no retry. ``retry_on`` names error
-    categories (see :func:`classify_error`); a throttled error's ``Retry-After`` is honoured,
-    capped by ``max_delay``. ``asyncio.CancelledError`` is never retried.
+    ``max_attempts`` counts the first call: 1 means no retry. The wait before retry *k* is
+    ``min(max_delay, base_delay * multiplier ** (k - 1))`` plus a random jitter of up to
+    ``jitter`` seconds. ``retry_on`` names error categories (see :func:`classify_error`, e.g.
+    ``[timeout, throttled, server_error]``) and/or error class names (``ServerError``,
+    ``httpx.ReadTimeout``: an error is retried when its class or a base class has that name). A
+    vendor's ``Retry-After`` is honoured, capped by ``max_delay``. ``asyncio.CancelledError`` is
+    never retried.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -120,13 +143,50 @@ class RetryPolicy(BaseModel):
     multiplier: float = Field(default=2.0, ge=1)
     max_delay: float = Field(default=30.0, ge=0)
     jitter: float = Field(default=0.5, ge=0)
-    retry_on: tuple[Category, ...] = DEFAULT_RETRY_ON
+    retry_on: tuple[str, ...] = DEFAULT_RETRY_ON
+
+    @field_validator("retry_on", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("retry_on")
+    @classmethod
+    def _known_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if name not in CATEGORIES and not _CLASS_NAME.match(name):
+                raise ValueError(
+                    f"{name!r} is neither an error category ({', '.join(CATEGORIES)}) nor an error "
+                    "class name (CamelCase, e.g. ServerError or httpx.ReadTimeout)")
+        return value
 
     def should_retry(self, exc: BaseException) -> bool:
-        """Whether this policy retries ``exc`` (its category is in ``retry_on``)."""
-        if isinstance(exc, asyncio.CancelledError):
+        """Whether this policy retries ``exc``: its category, or the name of its class or of a
+        base class, is in ``retry_on``. ``asyncio.CancelledError`` never is."""
+        if isinstance(exc, asyncio.CancelledError) or not isinstance(exc, Exception):
             return False
-        return classify_error(exc) in self.retry_on
+        if classify_error(exc) in self.retry_on:
+            return True
+        names = set(self.retry_on)
+        for klass in type(exc).__mro__:
+            module = klass.__module__
+            if names & {klass.__name__, f"{module}.{klass.__qualname__}",
+                        f"{module.split('.')[0]}.{klass.__qualname__}"}:
+                return True
+        return False
+
+    def backoff(self, retry: int) -> float:
+        """The wait before retry number ``retry`` (1 = the second attempt), jitter aside."""
+        try:
+            return float(min(self.max_delay, self.base_delay * self.multiplier ** (retry - 1)))
+        except OverflowError:
+            return self.max_delay
+
+    def delay_for(self, exc: BaseException, retry: int) -> float:
+        """The wait before retry ``retry`` after ``exc``: the vendor's ``Retry-After`` when it
+        sent one (capped by ``max_delay``), else :meth:`backoff`."""
+        after = retry_after_of(exc)
+        return min(after, self.max_delay) if after is not None else self.backoff(retry)
 
 
 class BreakerPolicy(BaseModel):

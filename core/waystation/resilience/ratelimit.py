@@ -1,7 +1,9 @@
 """Per-station rate limits (calls per second, concurrent calls), shared by every lead.
 
 Built on aiolimiter as ``AsyncLimiter(1, 1/rate)`` so that it paces calls instead of letting a
-full second's worth burst out at start (aiolimiter #200).
+full second's worth burst out at start (aiolimiter #200). With ``shared: redis`` the pace is kept
+in Redis instead (:class:`waystation.resilience.redis_shared.RedisRateLimiter`), so that every
+worker together stays under the limit; the concurrency cap is always per process.
 """
 
 from __future__ import annotations
@@ -25,25 +27,41 @@ class RateBackend(Protocol):
 
 
 class StationLimiter:
-    """The rate limit and concurrency cap of one station."""
+    """The rate limit and concurrency cap of one station.
+
+    The aiolimiter bucket and the semaphore belong to one event loop; they are made on first use
+    and made again when the engine is used from another loop (``asyncio.run`` twice).
+    """
 
     def __init__(self, name: str, policy: RateLimit, backend: RateBackend | None = None) -> None:
         self.name = name
         self.policy = policy
-        self._rate: RateBackend | AsyncLimiter | None = backend
-        if self._rate is None and policy.per_second:
-            self._rate = AsyncLimiter(1, 1.0 / policy.per_second)
-        self._sem = asyncio.Semaphore(policy.concurrent) if policy.concurrent else None
+        self.backend = backend
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._rate: RateBackend | AsyncLimiter | None = None
+        self._sem: asyncio.Semaphore | None = None
+
+    def _bind(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return
+        self._loop = loop
+        self._rate = self.backend
+        if self._rate is None and self.policy.per_second:
+            self._rate = AsyncLimiter(1, 1.0 / self.policy.per_second)
+        self._sem = asyncio.Semaphore(self.policy.concurrent) if self.policy.concurrent else None
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold a concurrency slot and wait for the rate limit for one call."""
-        if self._sem is not None:
-            await self._sem.acquire()
+        self._bind()
+        sem, rate = self._sem, self._rate
+        if sem is not None:
+            await sem.acquire()
         try:
-            if self._rate is not None:
-                await self._rate.acquire()
+            if rate is not None:
+                await rate.acquire()
             yield
         finally:
-            if self._sem is not None:
-                self._sem.release()
+            if sem is not None:
+                sem.release()
