@@ -20,8 +20,8 @@ from waystation.plan import compile_route
 from waystation.plugins import PLUGIN_API_VERSION, PluginHost
 from waystation.route import Route
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def get_host(ctx: click.Context) -> PluginHost:
@@ -107,8 +107,8 @@ def check(ctx: click.Context, route: str, as_json: bool, input_fields: str | Non
         plan = compile_route(Route.from_file(route), host, fields)
     except RouteError as exc:
         for p in exc.problems:
-            err_console.print(f"[red]error[/red] {p}")
-        err_console.print(f"{len(exc.problems)} error(s): route not valid")
+            click.echo(f"{p}", err=True)
+        click.echo(f"{len(exc.problems)} error(s): route not valid", err=True)
         ctx.exit(1)
         return
     if as_json:
