@@ -17,6 +17,9 @@ from waystation_peoplesearch import station as station_module
 from waystation_peoplesearch.station import PROVIDED, TruePeopleSearchStation
 from werkzeug import Response
 
+#: The polite default rate limit (0.5 calls/s) paced for tests that make several calls.
+FAST = {"rate_limit": {"per_second": 1000}}
+
 
 async def test_off_by_default_makes_no_request(httpserver: HTTPServer) -> None:
     run = await run_station(TruePeopleSearchStation, JOHN,
@@ -32,7 +35,7 @@ async def test_off_by_default_makes_no_request(httpserver: HTTPServer) -> None:
 async def test_match_provides_phones_age_address(site: Callable[..., HTTPServer],
                                                  settings: dict[str, Any]) -> None:
     server = site()
-    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings)
+    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings, step=FAST)
     assert run.record.status == "succeeded", run.record.error
     assert run.record.hit
     assert run.result.data["phone"] == "+13035550100"
@@ -59,7 +62,7 @@ async def test_the_best_card_is_not_the_first(site: Callable[..., HTTPServer],
                                               settings: dict[str, Any]) -> None:
     # The first card is a John Smith of Aurora who used to live in Denver; the lead lives in Denver.
     server = site()
-    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings)
+    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings, step=FAST)
     assert run.record.hit
     assert requests_to(server, "/find/person/p0r8l2n4u6m1t9q3x") == 0
     assert requests_to(server, JOHN_DETAIL) == 1
@@ -79,7 +82,7 @@ async def test_low_score_is_a_reasoned_miss(site: Callable[..., HTTPServer],
                                             settings: dict[str, Any]) -> None:
     server = site(query="name=John%20Smith&citystatezip=Miami%2C%20FL")
     lead = {"first_name": "John", "last_name": "Smith", "city": "Miami", "state": "FL"}
-    run = await run_station(TruePeopleSearchStation, lead, settings=settings)
+    run = await run_station(TruePeopleSearchStation, lead, settings=settings, step=FAST)
     assert run.record.status == "succeeded" and not run.record.hit
     assert "min_score" in run.record.misses["phone"]
     assert requests_to(server, JOHN_DETAIL) == 0
@@ -89,13 +92,13 @@ async def test_ambiguous_cards_are_a_miss(httpserver: HTTPServer, settings: dict
     httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
     httpserver.expect_request("/results").respond_with_data(page("results_ambiguous"), content_type=HTML)
     lead = {"first_name": "Mary", "last_name": "Jones", "city": "Austin", "state": "TX"}
-    run = await run_station(TruePeopleSearchStation, lead, settings=settings)
+    run = await run_station(TruePeopleSearchStation, lead, settings=settings, step=FAST)
     assert not run.record.hit
     assert "ambiguous" in run.record.misses["phone"]
     assert [req.path for req, _ in httpserver.log] == ["/robots.txt", "/results"]
     # the lead's age tells them apart
     httpserver.expect_request("/find/person/pmj222").respond_with_data("gone", status=404)
-    run = await run_station(TruePeopleSearchStation, {**lead, "age": "70"}, settings=settings)
+    run = await run_station(TruePeopleSearchStation, {**lead, "age": "70"}, settings=settings, step=FAST)
     assert "404" in run.record.misses["phone"]
     assert requests_to(httpserver, "/find/person/pmj222") == 1
     assert requests_to(httpserver, "/find/person/pmj111") == 0
@@ -103,7 +106,7 @@ async def test_ambiguous_cards_are_a_miss(httpserver: HTTPServer, settings: dict
 
 async def test_no_records_is_a_miss(site: Callable[..., HTTPServer], settings: dict[str, Any]) -> None:
     site(results="results_none", detail=None)
-    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings)
+    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings, step=FAST)
     assert run.record.status == "succeeded" and not run.record.hit
     assert "no records" in run.record.misses["phone"]
 
@@ -111,7 +114,7 @@ async def test_no_records_is_a_miss(site: Callable[..., HTTPServer], settings: d
 async def test_detail_404_is_a_miss(site: Callable[..., HTTPServer], settings: dict[str, Any]) -> None:
     server = site(detail=None)
     server.expect_request(JOHN_DETAIL).respond_with_data("Not Found", status=404)
-    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings)
+    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings, step=FAST)
     assert run.record.status == "succeeded" and not run.record.hit
     assert "404" in run.record.misses["phone"]
     assert run.record.attempts == 1
@@ -124,7 +127,7 @@ async def test_detail_404_is_a_miss(site: Callable[..., HTTPServer], settings: d
 async def test_robots_disallow_results_means_no_search(site: Callable[..., HTTPServer],
                                                        settings: dict[str, Any], robots: str) -> None:
     server = site(robots=robots)
-    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings)
+    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings, step=FAST)
     assert run.record.status == "succeeded" and not run.record.hit
     assert "robots.txt" in run.record.misses["phone"] and "/results" in run.record.misses["phone"]
     assert [req.path for req, _ in server.log] == ["/robots.txt"]
@@ -132,7 +135,7 @@ async def test_robots_disallow_results_means_no_search(site: Callable[..., HTTPS
 
 async def test_robots_disallow_detail_pages(site: Callable[..., HTTPServer], settings: dict[str, Any]) -> None:
     server = site(robots="User-agent: *\nDisallow: /find/\n")
-    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings)
+    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings, step=FAST)
     assert not run.record.hit and "/find/person/" in run.record.misses["phone"]
     assert requests_to(server, JOHN_DETAIL) == 0
 
@@ -140,7 +143,7 @@ async def test_robots_disallow_detail_pages(site: Callable[..., HTTPServer], set
 async def test_robots_404_allows_and_can_be_switched_off(site: Callable[..., HTTPServer],
                                                         settings: dict[str, Any]) -> None:
     server = site(robots=None)
-    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings)
+    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings, step=FAST)
     assert run.record.hit
     server.clear_log()
     run = await run_station(TruePeopleSearchStation, JOHN, settings={**settings, "respect_robots": False})
@@ -152,7 +155,7 @@ async def test_robots_is_fetched_once_per_run(site: Callable[..., HTTPServer],
                                               settings: dict[str, Any]) -> None:
     server = site()
     route = yaml.safe_dump({"name": "t", "steps": [{"station": TruePeopleSearchStation.name,
-                                                    "settings": settings}]})
+                                                    "settings": settings, **FAST}]})
     results = await run_route(route, [JOHN, {**JOHN, "id": "2"}, {**JOHN, "id": "3"}],
                               [TruePeopleSearchStation])
     assert all(r.steps[TruePeopleSearchStation.name].hit for r in results)
@@ -163,7 +166,7 @@ async def test_robots_is_fetched_once_per_run(site: Callable[..., HTTPServer],
 async def test_robots_5xx_is_retried_and_nothing_else_is_fetched(httpserver: HTTPServer,
                                                                  settings: dict[str, Any]) -> None:
     httpserver.expect_request("/robots.txt").respond_with_data("oops", status=503)
-    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings)
+    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings, step=FAST)
     assert run.record.status == "failed" and run.record.error_category == "server_error"
     assert run.record.attempts == 3
     assert {req.path for req, _ in httpserver.log} == {"/robots.txt"}
@@ -176,7 +179,7 @@ async def test_block_pages_are_blocked_not_retried(httpserver: HTTPServer, setti
     httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
     httpserver.expect_request("/results").respond_with_data(page(body) if body else "", status=status,
                                                             content_type=HTML)
-    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings)
+    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings, step=FAST)
     assert run.record.status == "failed"
     assert run.record.error_category == "blocked"
     assert run.record.attempts == 1
@@ -190,7 +193,7 @@ async def test_redirect_to_captcha_is_blocked(httpserver: HTTPServer, settings: 
         Response(status=302, headers={"Location": "/InternalCaptcha?returnUrl=%2fresults"}))
     httpserver.expect_request("/InternalCaptcha").respond_with_data("<html><body>Verify</body></html>",
                                                                     content_type=HTML)
-    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings)
+    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings, step=FAST)
     assert run.record.error_category == "blocked"
     assert "captcha" in (run.record.error or "")
 
@@ -199,7 +202,7 @@ async def test_a_block_opens_the_breaker(httpserver: HTTPServer, settings: dict[
     httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
     httpserver.expect_request("/results").respond_with_data(page("captcha"), content_type=HTML)
     route = yaml.safe_dump({"name": "t", "steps": [{
-        "station": TruePeopleSearchStation.name, "settings": settings, "breaker": {"failure_threshold": 1},
+        "station": TruePeopleSearchStation.name, "settings": settings, "breaker": {"failure_threshold": 1}, **FAST,
     }]})
     leads = [{**JOHN, "id": str(i)} for i in range(4)]
     results = await run_route(route, leads, [TruePeopleSearchStation])
@@ -215,7 +218,7 @@ async def test_default_breaker_stops_after_three_blocks(httpserver: HTTPServer,
     httpserver.expect_request("/results").respond_with_data(page("access_denied"), status=403,
                                                             content_type=HTML)
     route = yaml.safe_dump({"name": "t", "steps": [{"station": TruePeopleSearchStation.name,
-                                                    "settings": settings}]})
+                                                    "settings": settings, **FAST}]})
     results = await run_route(route, [{**JOHN, "id": str(i)} for i in range(6)], [TruePeopleSearchStation])
     reasons = [r.steps[TruePeopleSearchStation.name].reason for r in results]
     assert requests_to(httpserver, "/results") <= TruePeopleSearchStation.breaker.failure_threshold  # type: ignore[union-attr]
@@ -227,7 +230,7 @@ async def test_server_error_is_retried_then_succeeds(site: Callable[..., HTTPSer
     server = site(detail=None)
     server.expect_oneshot_request(JOHN_DETAIL).respond_with_data("upstream", status=502)
     server.expect_request(JOHN_DETAIL).respond_with_data(page("detail_px0l4n6r2u8t1m0q9"), content_type=HTML)
-    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings)
+    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings, step=FAST)
     assert run.record.status == "succeeded" and run.record.hit
     assert run.record.attempts == 2
     assert requests_to(server, JOHN_DETAIL) == 2
@@ -237,7 +240,7 @@ async def test_server_error_gives_up_after_three_attempts(site: Callable[..., HT
                                                           settings: dict[str, Any]) -> None:
     server = site(detail=None)
     server.expect_request(JOHN_DETAIL).respond_with_data("down", status=503)
-    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings)
+    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings, step=FAST)
     assert run.record.status == "failed" and run.record.error_category == "server_error"
     assert run.record.attempts == 3
 
@@ -250,14 +253,14 @@ async def test_429_is_throttled_and_retried(site: Callable[..., HTTPServer], set
                                                                 headers={"Retry-After": "3"})
     server.expect_request("/results").respond_with_data(page("results_john_smith"), content_type=HTML)
     server.expect_request(JOHN_DETAIL).respond_with_data(page("detail_px0l4n6r2u8t1m0q9"), content_type=HTML)
-    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings)
+    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings, step=FAST)
     assert run.record.hit and run.record.attempts == 2
 
 
 async def test_unrecognised_page_is_a_permanent_failure(site: Callable[..., HTTPServer],
                                                         settings: dict[str, Any]) -> None:
     site(results="unrecognised", detail=None)
-    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings)
+    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings, step=FAST)
     assert run.record.status == "failed" and run.record.error_category == "permanent"
     assert run.record.attempts == 1
     assert "layout" in (run.record.error or "")
@@ -266,7 +269,7 @@ async def test_unrecognised_page_is_a_permanent_failure(site: Callable[..., HTTP
 async def test_detail_without_person_details_is_a_permanent_failure(
         site: Callable[..., HTTPServer], settings: dict[str, Any]) -> None:
     site(detail="unrecognised")
-    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings)
+    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings, step=FAST)
     assert run.record.status == "failed" and run.record.error_category == "permanent"
 
 
@@ -319,4 +322,34 @@ def test_station_contract() -> None:
     check = getattr(testing, "check_station_contract", None)
     if check is None:
         pytest.skip("waystation.testing.check_station_contract is not in this core version")
-    check(TruePeopleSearchStation)
+    check(TruePeopleSearchStation)  # off by default: a reasoned miss and no request
+
+
+def test_station_contract_when_opted_in() -> None:
+    testing = pytest.importorskip("waystation.testing")
+    check = getattr(testing, "check_station_contract", None)
+    if check is None:
+        pytest.skip("waystation.testing.check_station_contract is not in this core version")
+    from waystation.testing.fake_vendor import Reply
+
+    report = check(
+        TruePeopleSearchStation, dict(JOHN),
+        settings={"base_url": "{vendor_url}", "enabled_by_user": True, "request_interval": 0},
+        fake_responses={
+            "/robots.txt": Reply.text("User-agent: *\nAllow: /\n"),
+            "/results": Reply.text(page("results_john_smith"), content_type=HTML),
+            JOHN_DETAIL: Reply.text(page("detail_px0l4n6r2u8t1m0q9"), content_type=HTML),
+        },
+    )
+    assert report.outcome is not None and report.outcome.fields["phone"] == "+13035550100"
+    assert report.requests >= 3
+
+
+async def test_robots_rules_apply_below_a_prefixed_base_url(httpserver: HTTPServer,
+                                                           settings: dict[str, Any]) -> None:
+    # a mirror / proxy of the site under a path prefix: robots.txt and its rules are relative to it
+    httpserver.expect_request("/mirror/robots.txt").respond_with_data("User-agent: *\nDisallow: /results\n")
+    base = httpserver.url_for("/mirror")
+    run = await run_station(TruePeopleSearchStation, JOHN, settings={**settings, "base_url": base})
+    assert not run.record.hit and "robots.txt" in run.record.misses["phone"]
+    assert [req.path for req, _ in httpserver.log] == ["/mirror/robots.txt"]

@@ -229,7 +229,8 @@ class TruePeopleSearchStation(Station):
             if self._robots is None:
                 self._robots = await self._fetch_robots()
         token = self.cfg.robots_token()
-        if self._robots.can_fetch(token, self.cfg.base_url + path):
+        # robots.txt rules are relative to the site root: match the path under base_url
+        if self._robots.can_fetch(token, path):
             return None
         return f"robots.txt of {urlsplit(self.cfg.base_url).netloc} disallows {path.split('?')[0]} for {token}"
 
