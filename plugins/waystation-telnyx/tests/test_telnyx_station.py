@@ -415,3 +415,16 @@ def test_contract(caller_name: bool) -> None:
     assert report.violations == []
     assert report.requests == 1
     assert report.outcome is not None and report.outcome.fields["line_type"] == "voip"
+
+
+async def test_base_lookup_when_no_data_set(telnyx: HTTPServer, settings: dict[str, Any]) -> None:
+    """carrier and caller_name off: the base lookup (no ``type``), priced at lrn_price; the line
+    type then comes from portability."""
+    serve(telnyx, LANDLINE, "constructed_caller_name_fixed_line", query="")
+    run = await run_station(TelnyxGatekeepStation, {"phone": LANDLINE},
+                            settings=settings | {"carrier": False}, plugins=[plugin])
+    assert run.fields["line_type"] == "fixed line"
+    assert "caller_name" not in run.fields
+    assert run.record.cost == pytest.approx(0.0015)
+    [(request, _)] = telnyx.log
+    assert request.query_string == b""

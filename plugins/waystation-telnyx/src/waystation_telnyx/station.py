@@ -270,7 +270,8 @@ class TelnyxGatekeepStation(Station):
         if self._client is None:
             await self.open()
         assert self._client is not None
-        params = [("type", t) for t in s.data_sets()]
+        sets = list(s.data_sets())
+        params = {"type": sets} if sets else None     # repeated: type=carrier&type=caller-name
         try:
             resp = await self._client.get(f"number_lookup/{quote(number, safe='+')}", params=params)
         except httpx.TimeoutException as exc:
