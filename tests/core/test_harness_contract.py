@@ -9,7 +9,6 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
-
 from waystation import Outcome, Station, StationSettings, StepContext
 from waystation.testing import ContractViolation, FakeVendor, Reply, check_station_contract
 from waystation.testing.contract import check_station_contract_async
@@ -281,7 +280,7 @@ def test_cancellation_problems_are_caught() -> None:
         """Creates a coroutine it never awaits."""
 
         async def process(self, ctx: StepContext) -> Outcome:
-            asyncio.sleep(0)  # noqa: RUF006 - the bug under test
+            asyncio.sleep(0)
             await _get(f"{self.settings.base_url}/v2/lookup/{ctx.data['phone']}")  # type: ignore[attr-defined]
             return Outcome({"line_type": "mobile"}, cost=0.002)
 

@@ -495,7 +495,7 @@ class FakeVendor(HTTPServer):
         variants = {secret}
         found: list[str] = []
         for r in self.calls():
-            where = f"{r.method} {r.path}"
+            where = f"{r.method} {r.path.replace(secret, '***')}"
             if any(v in r.path or v in unquote(r.path) for v in variants):
                 found.append(f"{where}: in the URL path")
             if "query" not in allowed and (secret in r.query_string or secret in unquote_plus(r.query_string)
