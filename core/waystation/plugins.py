@@ -10,6 +10,10 @@ Environment:
 - ``WAYSTATION_LOAD_PLUGINS=dist1,dist2``: load only these distributions (set but empty: none).
 - ``WAYSTATION_DISABLE_PLUGINS=dist3``: never load these.
 - ``WAYSTATION_STRICT_PLUGINS=1``: any plugin problem is an error (like ``--strict-plugins``).
+- ``WAYSTATION_EXTRA_PLUGINS=module:attr,module2``: a development aid: also register these
+  importable objects (modules, or attributes of modules) as plugins, as if an installed
+  distribution's entry point named them. Lets a test or a station under development run through
+  the real ``waystation`` command without packaging it.
 """
 
 from __future__ import annotations
@@ -223,6 +227,27 @@ class PluginHost:
                 self._fail(info, "failed", f"import failed: {_short_error(exc)}")
                 continue
             self.register_plugin(obj, f"{dist_name}:{ep.name}", info)
+        self.load_extra_plugins()
+
+    def load_extra_plugins(self, spec: str | None = None) -> None:
+        """Register the objects ``WAYSTATION_EXTRA_PLUGINS`` (or ``spec``) names (see the module
+        docstring); each is isolated like an entry point."""
+        import importlib
+
+        raw = os.environ.get("WAYSTATION_EXTRA_PLUGINS", "") if spec is None else spec
+        for item in (p.strip() for p in raw.split(",")):
+            if not item:
+                continue
+            module, _, attr = item.partition(":")
+            info = PluginInfo(item, "", item, item)
+            try:
+                obj: Any = importlib.import_module(module)
+                for part in attr.split(".") if attr else ():
+                    obj = getattr(obj, part)
+            except Exception as exc:
+                self._fail(info, "failed", f"import failed: {_short_error(exc)}")
+                continue
+            self.register_plugin(obj, f"extra:{item}", info)
 
     @classmethod
     def discover(cls, strict: bool | None = None, entry_points: Sequence[md.EntryPoint] | None = None

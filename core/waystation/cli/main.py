@@ -202,6 +202,12 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
     console.print(table)
 
 
+from waystation.cli.run import report_command, run_command  # noqa: E402  (light: imports on use)
+
+cli.add_command(run_command)
+cli.add_command(report_command)
+
+
 def main() -> None:
     """Entry point of the ``waystation`` script."""
     cli(prog_name="waystation")

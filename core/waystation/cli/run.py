@@ -1,0 +1,230 @@
+"""``waystation run`` (a batch of leads through a route) and ``waystation report`` (a run's figures).
+
+Kept light at import time: the batch machinery is imported when a command runs, so that
+``waystation --help`` and ``waystation stations`` stay fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from waystation.stores import DEFAULT_SQLITE_URL
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from waystation.batch import BatchConfig
+    from waystation.plan import Plan
+    from waystation.plugins import PluginHost
+
+MAX_FIELD_SIZE = 1 << 20
+
+
+def _consoles() -> tuple[Console, Console]:
+    from waystation.cli.main import console, err_console
+
+    return console, err_console
+
+
+def _host(ctx: click.Context) -> PluginHost:
+    from waystation.cli.main import get_host
+
+    return get_host(ctx)
+
+
+def _print_plan(plan: Plan, cfg: BatchConfig, fmt: str, header: list[str] | None, console: Console) -> None:
+    from waystation.batch import output_columns
+
+    budget = "none" if plan.budget is None else f"${plan.budget:.4f} per lead"
+    console.print(f"route [bold]{plan.name}[/bold] ({cfg.route}): {len(plan.steps)} steps, "
+                  f"{len(plan.levels)} levels, budget {budget}")
+    for lvl, steps in enumerate(plan.levels):
+        parts = []
+        for s in steps:
+            tag = "" if s.runnable else (" (disabled)" if s.installed else " (not installed)")
+            extra = []
+            if s.cost:
+                extra.append(f"${s.cost:g}")
+            if s.spec.condition:
+                extra.append(f"if {s.spec.condition}")
+            if s.fallback_fields:
+                extra.append(f"fallback for {', '.join(s.fallback_fields)}")
+            parts.append(s.id + tag + (f" [{'; '.join(extra)}]" if extra else ""))
+        console.print(f"  level {lvl}: " + " | ".join(parts), markup=False)
+    needed = sorted(plan.requirements())
+    console.print(f"input {cfg.input} ({fmt}): " + (f"columns {', '.join(header)}" if header is not None
+                                                     else "JSON lines"), markup=False)
+    console.print(f"required input fields: {', '.join(needed) or 'none'} — ok", markup=False)
+    if header is not None:
+        console.print(f"output {cfg.output_path()}: columns {', '.join(output_columns(plan, header))}",
+                      markup=False)
+    if cfg.budget_total is not None:
+        console.print(f"batch budget: ${cfg.budget_total:,.4f}")
+    console.print("dry run: nothing was called")
+
+
+@click.command("run")
+@click.argument("route", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("input_file", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Output file (default: <INPUT stem>.out.<ext> next to INPUT).")
+@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path),
+              help="Rejects file, JSONL (default: <OUTPUT stem>.rejects.jsonl).")
+@click.option("--format", "input_format", type=click.Choice(["csv", "jsonl"]),
+              help="Input format (default: by extension).")
+@click.option("--output-format", type=click.Choice(["csv", "jsonl"]),
+              help="Output format (default: by the output's extension, else the input's).")
+@click.option("-c", "--concurrency", type=click.IntRange(1, 100_000), default=16, show_default=True,
+              help="Leads in flight.")
+@click.option("--budget-total", type=click.FloatRange(min=0), default=None,
+              help="Batch budget in USD, reserved like the per-lead budget: never exceeded.")
+@click.option("--checkpoint", default=DEFAULT_SQLITE_URL, show_default=True, envvar="WAYSTATION_CHECKPOINT",
+              help="Checkpoint store: sqlite:///path, redis://host:port/db (also WAYSTATION_CHECKPOINT).")
+@click.option("--run-id", default=None, help="Name this run (default: <route>-<UTC time>-<hex>).")
+@click.option("--resume", "resume", default=None, metavar="RUN_ID", help="Resume an interrupted run.")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="Only the first N input records.")
+@click.option("--dry-run", is_flag=True, help="Compile, check the input's columns, print the plan; call nothing.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the report as JSON to this file.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Expose Prometheus metrics on this port while the run lasts.")
+@click.option("--metrics-addr", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
+@click.option("--grace", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Seconds in-flight leads may finish after Ctrl-C/SIGTERM before they are cancelled.")
+@click.option("--max-field-size", type=click.IntRange(min=1), default=MAX_FIELD_SIZE, show_default=True,
+              help="Largest field (characters) or JSONL line (bytes); larger records are rejected.")
+@click.option("--progress/--no-progress", default=None,
+              help="Live progress bar (default: on when stdout is a terminal).")
+@click.pass_context
+def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path | None, rejects: Path | None,
+                input_format: str | None, output_format: str | None, concurrency: int,
+                budget_total: float | None, checkpoint: str, run_id: str | None, resume: str | None,
+                limit: int | None, dry_run: bool, report_path: Path | None, metrics_port: int | None,
+                metrics_addr: str, grace: float, max_field_size: int, progress: bool | None) -> None:
+    """Run every lead of INPUT (CSV or JSONL) through ROUTE, with checkpoints.
+
+    \b
+    Output: every input column, the fields the route adds, then _lead_id, _status
+    (succeeded | stopped | failed | rejected), _reason and _cost. Failed and rejected
+    leads also go to the rejects file with their input line number and error.
+    Ctrl-C / SIGTERM: in-flight leads finish (up to --grace s), the resume command is
+    printed, exit 130 / 143. A second Ctrl-C exits at once.
+    Exit status: 0 done (even with failed or rejected leads), 1 the batch broke off
+    (e.g. the checkpoint store failed), 2 bad route/input/options.
+    """
+    from waystation.batch import BatchConfig, BatchError, BatchRunner, compile_for_input
+    from waystation.errors import RouteError
+    from waystation.report import render_report
+
+    console, err_console = _consoles()
+    if resume and run_id:
+        raise click.UsageError("--resume and --run-id do not go together (--resume names the run)")
+    host = _host(ctx)
+    cfg = BatchConfig(
+        route=route, input=input_file, output=output, rejects=rejects, input_format=input_format,
+        output_format=output_format, concurrency=concurrency, budget_total=budget_total, checkpoint=checkpoint,
+        run_id=run_id, resume=resume, limit=limit, grace=grace, max_field_size=max_field_size,
+        progress=sys.stdout.isatty() if progress is None else progress, metrics_port=metrics_port,
+        metrics_addr=metrics_addr, report_path=report_path, handle_signals=True,
+    )
+
+    def fail(problems: list[Any]) -> None:
+        for p in problems:
+            err_console.print(f"[red]error[/red] {p}", highlight=False)
+        ctx.exit(2)
+
+    try:
+        if dry_run:
+            _, plan, fmt, header = compile_for_input(cfg, host)
+            for w in plan.warnings:
+                err_console.print(f"[yellow]warning[/yellow] {w}")
+            _print_plan(plan, cfg, fmt, header, console)
+            return
+        runner = BatchRunner(cfg, host, console=console,
+                             err=lambda msg: err_console.print(msg, markup=False, highlight=False))
+        result = asyncio.run(runner.run())
+    except RouteError as exc:
+        fail([*exc.problems, f"{len(exc.problems)} error(s): route not valid for this input"])
+        return
+    except (BatchError, ValueError, OSError) as exc:
+        fail([str(exc)])
+        return
+    render_report(result.report, console)
+    console.print(f"output: {result.output} ({result.written:,} rows); rejects: {result.rejects}; "
+                  f"run id: {result.run_id}", markup=False, highlight=False)
+    if result.exit_code:
+        if result.error:
+            err_console.print(f"[red]error[/red] {result.error}", highlight=False)
+        err_console.print("interrupted; resume with:", highlight=False)
+        err_console.print(f"  {result.resume_command}", markup=False, highlight=False, soft_wrap=True)
+        sys.stdout.flush()
+        ctx.exit(result.exit_code)
+
+
+@click.command("report")
+@click.argument("run_id", required=False)
+@click.option("--checkpoint", default=DEFAULT_SQLITE_URL, show_default=True, envvar="WAYSTATION_CHECKPOINT",
+              help="The checkpoint store the run used.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def report_command(ctx: click.Context, run_id: str | None, checkpoint: str, as_json: bool) -> None:
+    """Print the per-station report of RUN_ID (without RUN_ID: list the runs in the store).
+
+    The figures are rebuilt from the run's saved lead states, so they are right also for a run
+    that was interrupted or killed.
+    """
+    from waystation.report import render_report, report_from_store
+    from waystation.stores import open_store
+
+    console, err_console = _consoles()
+
+    async def go() -> int:
+        store = open_store(checkpoint)
+        try:
+            if run_id is None:
+                runs = await store.list_runs()
+                if as_json:
+                    click.echo(json.dumps([{k: r.get(k) for k in ("run_id", "route_name", "input", "status",
+                                                                    "written", "created_at", "updated_at")}
+                                           for r in runs], indent=2))
+                    return 0
+                if not runs:
+                    console.print("no runs in this checkpoint store")
+                for r in runs:
+                    console.print(f"{r['run_id']}  {r.get('route_name')}  {r.get('status')}  "
+                                  f"{r.get('written', 0):,} rows  {r.get('input')}", markup=False)
+                return 0
+            meta = await store.load_run(run_id)
+            if meta is None:
+                err_console.print(f"[red]error[/red] no run {run_id!r} in this checkpoint store")
+                return 2
+            complete = meta.get("status") == "complete"
+            leads = meta.get("leads") if complete else None
+            rep = await report_from_store(store, run_id, leads=leads, complete=complete,
+                                          budget_total=(meta.get("options") or {}).get("budget_total"))
+            if not complete:
+                rep.leads["rejected"] = int((meta.get("leads") or {}).get("rejected", 0))
+            if as_json:
+                click.echo(json.dumps(rep.as_dict(), indent=2))
+            else:
+                render_report(rep, console)
+                if not complete and meta.get("resume_command"):
+                    console.print(f"status {meta.get('status')}; resume with: {meta['resume_command']}",
+                                  markup=False, highlight=False)
+            return 0
+        finally:
+            await store.close()
+
+    try:
+        code = asyncio.run(go())
+    except ValueError as exc:
+        err_console.print(f"[red]error[/red] {exc}", highlight=False)
+        code = 2
+    if code:
+        ctx.exit(code)
