@@ -82,9 +82,10 @@ async def test_only_the_chosen_lists(registry: dict[str, Any]) -> None:
     assert run.fields == {"dnc_listed": False, "dnc_lists": []}
 
 
-@pytest.mark.parametrize("phone", ["+442071838750", "555-0100", "+1 (111) 555-0100"])
-async def test_numbers_it_cannot_judge_are_misses(registry: dict[str, Any], phone: str) -> None:
-    run = await run_station(DNCScrubStation, {"phone": phone}, settings=registry, plugins=[plugin])
+@pytest.mark.parametrize("lead", [{"phone": "+442071838750"}, {"phone": "555-0100"}, {"phone": "+1 (111) 555-0100"},
+                                  {"phone": "(999) 555-0100", "phone_valid": False}])
+async def test_numbers_it_cannot_judge_are_misses(registry: dict[str, Any], lead: dict[str, Any]) -> None:
+    run = await run_station(DNCScrubStation, lead, settings=registry, plugins=[plugin])
     assert run.fields == {}
     assert run.record.status == "succeeded" and not run.record.hit
     assert "dnc_listed" in run.record.misses

@@ -57,13 +57,15 @@ class DNCSettings(StationSettings):
 class DNCScrubStation(Station):
     """Scrub a phone number against the local Do-Not-Call store (federal, internal, litigator).
 
-    Requires ``phone`` (E.164 ``+1...`` or any 10-digit US form). Provides ``dnc_listed`` (bool)
+    Requires ``phone`` (E.164 ``+1...`` or any 10-digit US form); a ``phone_valid`` of false (from
+    the identity station) makes the step a miss. Provides ``dnc_listed`` (bool)
     and ``dnc_lists`` (the lists that hold the number). Its stop decision follows the setting
     ``on_listed`` (``skip_remaining`` by default), applied by the plugin's ``decide_stop`` hook.
     """
 
     name = "DNCScrubStation"
     requires = ("phone",)
+    optional = ("phone_valid",)
     provides = {"dnc_listed": bool, "dnc_lists": list[str]}
     cost = 0.0
     timeout = 10.0
@@ -110,6 +112,8 @@ class DNCScrubStation(Station):
             await self.open()
         assert self._store is not None
         phone = str(ctx.get("phone", ""))
+        if ctx.get("phone_valid") is False:
+            return Outcome(misses={"dnc_listed": "the phone number is not valid: nothing to scrub"})
         if phone.startswith("+") and not phone.startswith("+1"):
             return Outcome(misses={"dnc_listed": "not a US/NANP number: the US registry does not apply"})
         number = normalize_number(phone)
