@@ -202,10 +202,12 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
     console.print(table)
 
 
+from waystation.cli.new_plugin import new_plugin  # noqa: E402
 from waystation.cli.run import report_command, run_command  # noqa: E402  (light: imports on use)
 
 cli.add_command(run_command)
 cli.add_command(report_command)
+cli.add_command(new_plugin)
 
 
 def main() -> None:
