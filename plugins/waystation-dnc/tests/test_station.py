@@ -33,11 +33,14 @@ class Later(Station):
 
 @pytest.fixture
 def registry(write: Write, store_path: Path) -> dict[str, Any]:
-    """Settings pointing at a small registry: 212 and 312 loaded, internal and litigator lists."""
+    """Settings pointing at a small registry: 212 and 312 loaded (a directory of per-area-code
+    files), a change list, internal and litigator lists."""
+    write("ftc/full/212.txt", "2125550100\n2125550101\n")
+    write("ftc/full/312.txt", "312,5550100\n")
+    write("ftc/full/.DS_Store", "junk")
     return {
         "store": str(store_path),
-        "federal_files": [str(write("ftc/212.txt", "2125550100\n2125550101\n")),
-                          str(write("ftc/312.txt", "312,5550100\n"))],
+        "federal_files": [str(store_path.parent.parent / "ftc" / "full")],
         "change_files": [str(write("ftc/changes.txt", "2125550102,A,20261127\n2125550101,D,20261127\n"))],
         "internal_files": [str(write("internal.csv", "phone\n(312) 555-0177\n"))],
         "litigator_files": [str(write("litigators.txt", "+1 212 555 0100\n"))],

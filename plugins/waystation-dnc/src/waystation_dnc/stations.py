@@ -36,9 +36,10 @@ class DNCSettings(StationSettings):
 
     store: Path = Field(default=DEFAULT_STORE, description="The SQLite file of the local DNC store.")
     federal_files: list[Path] = Field(
-        default_factory=list, description="FTC full-list files (plain, .gz or .zip) imported on open.")
+        default_factory=list,
+        description="FTC full-list files (plain, .gz or .zip; a directory means its files) imported on open.")
     change_files: list[Path] = Field(
-        default_factory=list, description="FTC change-list files, applied once each, in the given order.")
+        default_factory=list, description="FTC change-list files (or directories), applied once each, in name order.")
     internal_files: list[Path] = Field(
         default_factory=list, description="The internal do-not-call list (replaces the list when changed).")
     litigator_files: list[Path] = Field(
@@ -137,25 +138,38 @@ def prepare_store(settings: DNCSettings) -> tuple[set[int], str | None]:
     from waystation_dnc.store import DNCStore, fingerprint
 
     with DNCStore(settings.store) as store:
-        for path in settings.federal_files:
+        for path in expand(settings.federal_files):
             store.import_file(path, "federal")
-        for path in settings.change_files:
+        for path in expand(settings.change_files):
             store.import_file(path, "federal", changes=True)
-        for name, files in (("internal", settings.internal_files), ("litigator", settings.litigator_files)):
+        lists: tuple[tuple[ListName, list[Path]], ...] = (
+            ("internal", expand(settings.internal_files)), ("litigator", expand(settings.litigator_files)))
+        for name, files in lists:
             if not files:
                 continue
             known = {row[0] for row in store.conn.execute(
                 "SELECT fingerprint FROM imports WHERE list = ? AND kind = 'full'", (name,))}
-            if all(fingerprint(Path(p)) in known for p in files if Path(p).is_file()) and all(
-                    Path(p).is_file() for p in files):
+            if all(p.is_file() and fingerprint(p) in known for p in files):
                 continue
             for i, path in enumerate(files):
-                store.import_file(path, name, replace=(i == 0), force=True)  # type: ignore[arg-type]
+                store.import_file(path, name, replace=(i == 0), force=True)
         status = store.status()
         loaded = store.loaded_area_codes("federal")
     stale = [f"{s.list}: {s.age_days:.0f} days" for s in status.values()
              if s.list in settings.lists and s.age_days is not None and s.age_days > settings.max_age_days]
     return loaded, ", ".join(stale) or None
+
+
+def expand(paths: list[Path]) -> list[Path]:
+    """The files named by ``paths``: a directory stands for the files in it, sorted by name
+    (hidden files and sub-directories are ignored)."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out.extend(sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")))
+        else:
+            out.append(p)
+    return out
 
 
 def stop_decision(settings: Any, fields: dict[str, Any]) -> tuple[str, str] | None:
