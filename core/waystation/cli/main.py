@@ -202,12 +202,14 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
     console.print(table)
 
 
+from waystation.cli.breaker import breaker  # noqa: E402  (light: imports redis on use)
 from waystation.cli.new_plugin import new_plugin  # noqa: E402
 from waystation.cli.run import report_command, run_command  # noqa: E402  (light: imports on use)
 
 cli.add_command(run_command)
 cli.add_command(report_command)
 cli.add_command(new_plugin)
+cli.add_command(breaker)
 
 
 def main() -> None:
