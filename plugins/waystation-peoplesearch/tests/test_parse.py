@@ -59,7 +59,7 @@ def test_detail_and_phone_order() -> None:
     d = parse_detail(page("detail_no_primary"))
     assert d is not None and (d.first_name, d.last_name, d.age, d.city, d.state) == ("Ann", "Lee", 52,
                                                                                       "Portland", "OR")
-    assert d.address == {"city": "Portland", "state": "OR"}  # no address block: the data attributes
+    assert d.address == "Portland, OR"  # no address block: the data attributes
     # the invalid (000) number is dropped; wireless before landline, recent first
     assert [p.number for p in order_phones(d.phones)] == ["+15035550133", "+15035550122", "+15035550111"]
     assert parse_detail(page("results_john_smith")) is None

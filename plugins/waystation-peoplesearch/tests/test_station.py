@@ -40,13 +40,15 @@ async def test_match_provides_phones_age_address(site: Callable[..., HTTPServer]
     assert run.record.hit
     assert run.result.data["phone"] == "+13035550100"
     assert run.fields["phones"] == [
-        {"number": "+13035550100", "type": "wireless", "last_reported": "2026-01", "primary": True},
-        {"number": "+13035550142", "type": "voip", "last_reported": "2024-03", "primary": False},
-        {"number": "+17205550199", "type": "landline", "last_reported": "2019-06", "primary": False},
+        {"number": "+13035550100", "type": "wireless", "last_reported": "2026-01", "provider": "T-Mobile USA",
+         "primary": True},
+        {"number": "+13035550142", "type": "voip", "last_reported": "2024-03", "provider": "Bandwidth.com",
+         "primary": False},
+        {"number": "+17205550199", "type": "landline", "last_reported": "2019-06",
+         "provider": "Qwest Corporation", "primary": False},
     ]
     assert run.fields["age"] == 45
-    assert run.fields["current_address"] == {"street": "123 Main St", "city": "Denver", "state": "CO",
-                                             "zipcode": "80201"}
+    assert run.fields["current_address"] == "123 Main St, Denver, CO 80201"
     assert run.record.cost == 0 and run.result.total_cost == 0
     assert "score 1.00" in (run.record.stop_reason or "")
     # the documented query encoding, and a User-Agent naming waystation and the contact

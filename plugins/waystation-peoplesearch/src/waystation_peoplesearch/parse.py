@@ -8,8 +8,10 @@ imported when the station really runs). The structure relied on:
 - detail page: ``#personDetails[data-fn][data-ln][data-age][data-city][data-state]``; phones
   ``a[data-link-to-more="phone"] span`` with the line type in a sibling ``span.smaller``
   (Wireless / Landline / Voip) and lines "Possible Primary Phone" / "Last reported Mon YYYY" in the
-  same block; the current address as ``a[data-link-to-more="address"]`` with schema.org
-  ``itemprop`` spans (``streetAddress``, ``addressLocality``, ``addressRegion``, ``postalCode``);
+  same block (and the carrier, when shown); the current address as
+  ``a[data-link-to-more="address"]`` with schema.org ``itemprop`` spans (``streetAddress``,
+  ``addressLocality``, ``addressRegion``, ``postalCode``), read as one line
+  ``"123 Main St, Denver, CO 80201"`` (the form SkipTracingStation gives);
 - block pages: "Access Denied", captcha widgets or a captcha URL.
 """
 
@@ -66,11 +68,13 @@ class Phone:
     type: str | None  # wireless | landline | voip | None when not shown
     last_reported: str | None  # "YYYY-MM"
     primary: bool
+    provider: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """The phone as the ``phones`` field lists it."""
+        """The phone as the ``phones`` field lists it (the keys SkipTracingStation uses, and
+        ``primary``)."""
         return {"number": self.number, "type": self.type, "last_reported": self.last_reported,
-                "primary": self.primary}
+                "provider": self.provider, "primary": self.primary}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +86,7 @@ class Detail:
     age: int | None
     city: str | None
     state: str | None
-    address: dict[str, str] | None
+    address: str | None
     phones: list[Phone] = field(default_factory=list)
 
 
@@ -217,18 +221,15 @@ def parse_detail(html: str) -> Detail | None:
     city = (attrs.get("data-city") or "").strip() or None
     state = (attrs.get("data-state") or "").strip().upper() or None
 
-    address: dict[str, str] | None = None
+    street = locality = region = postal = ""
     addr = tree.css_first('a[data-link-to-more="address"]')
     if addr is not None:
-        parts = {prop: _text(addr.css_first(f'[itemprop="{prop}"]'))
-                 for prop in ("streetAddress", "addressLocality", "addressRegion", "postalCode")}
-        if any(parts.values()):
-            address = {k: v for k, v in {
-                "street": parts["streetAddress"], "city": parts["addressLocality"],
-                "state": parts["addressRegion"].upper(), "zipcode": parts["postalCode"],
-            }.items() if v}
-    if address is None and (city or state):
-        address = {k: v for k, v in {"city": city, "state": state}.items() if v}
+        street, locality, region, postal = (_text(addr.css_first(f'[itemprop="{prop}"]')) for prop in
+                                            ("streetAddress", "addressLocality", "addressRegion", "postalCode"))
+    if not (street or locality or region or postal):
+        locality, region = city or "", state or ""
+    tail = " ".join(p for p in (region.upper(), postal) if p)
+    address = ", ".join(p for p in (street, locality, tail) if p) or None
 
     phones: list[Phone] = []
     seen: set[str] = set()
@@ -242,6 +243,8 @@ def parse_detail(html: str) -> Detail | None:
         kind_node = block.css_first("span.smaller")
         kind = _PHONE_TYPES.get(_text(kind_node).lower()) if kind_node is not None else None
         block_text = _text(block)
+        provider = next((t for n in block.css("span.dt-sb") if (t := _text(n))
+                         and "primary" not in t.lower() and last_reported(t) is None), None)
         phones.append(Phone(number, kind, last_reported(block_text),
-                            "possible primary phone" in block_text.lower()))
+                            "possible primary phone" in block_text.lower(), provider))
     return Detail(first, last, age, city, state, address, phones)

@@ -131,7 +131,7 @@ class TruePeopleSearchStation(Station):
         "phone": str,
         "phones": list[dict[str, Any]],
         "age": int,
-        "current_address": dict[str, str],
+        "current_address": str,
     }
     cost: ClassVar[float] = 0.0
     paid: ClassVar[bool | None] = False
