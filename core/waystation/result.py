@@ -50,6 +50,21 @@ class StepRecord(BaseModel):
         return self.status in ("succeeded", "skipped", "failed")
 
 
+_RECORD_DEFAULTS: dict[str, Any] = {
+    k: f.get_default(call_default_factory=True) for k, f in StepRecord.model_fields.items()}
+
+
+def _dump_record(rec: StepRecord) -> dict[str, Any]:
+    """``rec.model_dump(exclude_defaults=True)``, several times faster (checkpoints dump every
+    record after every step)."""
+    out: dict[str, Any] = {}
+    defaults = _RECORD_DEFAULTS
+    for k, v in rec.__dict__.items():
+        if v != defaults[k]:
+            out[k] = list(v) if type(v) is list else dict(v) if type(v) is dict else v
+    return out
+
+
 class Provenance(BaseModel):
     """Where a field's value came from: the step that set it, when (epoch seconds), at what cost."""
 
@@ -122,9 +137,9 @@ class RunContext:
             "route": self.route,
             "run_id": self.run_id,
             "input": self.input,
-            "steps": {k: v.model_dump(exclude_defaults=True) for k, v in self.steps.items()},
+            "steps": {k: _dump_record(v) for k, v in self.steps.items()},
             "outcomes": self.outcomes,
-            "provenance": {k: v.model_dump() for k, v in self.provenance.items()},
+            "provenance": {k: {"step": v.step, "at": v.at, "cost": v.cost} for k, v in self.provenance.items()},
             "spent_micros": self.budget.spent_micros,
             "errors": self.errors,
             "status": self.status,

@@ -20,16 +20,17 @@ class MemoryStore:
         self.stats = StoreStats()
         self._leads: dict[str, dict[str, str]] = {}
         self._runs: dict[str, tuple[str, float, float]] = {}
-        self._group: GroupCommitter[tuple[str, str, str]] = GroupCommitter(self._flush)
+        self._group: GroupCommitter[tuple[str, str, str], None] = GroupCommitter(self._flush)
         self._closed = False
 
-    async def _flush(self, batch: list[tuple[str, str, str]]) -> None:
+    async def _flush(self, batch: list[tuple[str, str, str]]) -> list[None]:
         await asyncio.sleep(0)  # a commit is never instantaneous: let later writers queue up
         merged = {(run, lead): text for run, lead, text in batch}
         for (run, lead), text in merged.items():
             self._leads.setdefault(run, {})[lead] = text
         self.stats.transactions += 1
         self.stats.rows += len(merged)
+        return [None] * len(batch)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -45,7 +45,8 @@ class RedisStore:
         self.prefix = own.get("prefix") or "waystation"
         self.client: Redis = client or Redis.from_url(parts._replace(query=urlencode(rest)).geturl())
         self.stats = StoreStats()
-        self._group: GroupCommitter[tuple[str, str, str]] = GroupCommitter(self._flush)
+        self._group: GroupCommitter[tuple[str, str, str], None] = GroupCommitter(self._flush)
+        self._reads: GroupCommitter[tuple[str, str], bytes | None] = GroupCommitter(self._fetch)
         self._closed = False
 
     # -- keys -----------------------------------------------------------------------------------
@@ -62,7 +63,7 @@ class RedisStore:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    async def _flush(self, batch: list[tuple[str, str, str]]) -> None:
+    async def _flush(self, batch: list[tuple[str, str, str]]) -> list[None]:
         by_run: dict[str, dict[str, str]] = {}
         for run, lead, text in batch:
             by_run.setdefault(run, {})[lead] = text
@@ -76,6 +77,17 @@ class RedisStore:
         await pipe.execute()
         self.stats.transactions += 1
         self.stats.rows += sum(len(m) for m in by_run.values())
+        return [None] * len(batch)
+
+    async def _fetch(self, batch: list[tuple[str, str]]) -> list[bytes | None]:
+        """Concurrent loads share one pipeline (one round trip, one pooled connection)."""
+        if len(batch) == 1:
+            run, lead = batch[0]
+            return [await self.client.hget(self._leads_key(run), lead)]  # type: ignore[list-item]
+        pipe = self.client.pipeline(transaction=False)
+        for run, lead in batch:
+            pipe.hget(self._leads_key(run), lead)
+        return list(await pipe.execute())
 
     def _check_open(self) -> None:
         if self._closed:
@@ -120,7 +132,7 @@ class RedisStore:
         _check_ids(run_id, lead_id)
         self._check_open()
         self.stats.loads += 1
-        raw = await self.client.hget(self._leads_key(run_id), lead_id)
+        raw = await self._reads.submit((run_id, lead_id))
         return None if raw is None else loads(raw)
 
     async def iter_states(self, run_id: str) -> AsyncIterator[dict[str, Any]]:
@@ -172,6 +184,7 @@ class RedisStore:
         if self._closed:
             return
         await self._group.drain()
+        await self._reads.drain()
         self._closed = True
         await self.client.aclose()
 

@@ -15,7 +15,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS lead_state (
     state      TEXT NOT NULL,
     updated_at REAL NOT NULL,
     PRIMARY KEY (run_id, lead_id)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS run_meta (
     run_id     TEXT PRIMARY KEY,
     meta       TEXT NOT NULL,
@@ -38,9 +38,18 @@ CREATE TABLE IF NOT EXISTS run_meta (
     updated_at REAL NOT NULL
 );
 """
-_UPSERT = ("INSERT INTO lead_state (run_id, lead_id, status, state, updated_at) VALUES (?, ?, ?, ?, ?) "
-           "ON CONFLICT (run_id, lead_id) DO UPDATE SET status = excluded.status, state = excluded.state, "
-           "updated_at = excluded.updated_at")
+_CHUNK = 400  # rows per multi-row INSERT (5 parameters each, far below SQLite's 32,766 limit)
+
+
+def _upsert_sql(rows: int) -> str:
+    """One statement for ``rows`` rows: a single ``sqlite3_step`` (one GIL release, not one per
+    row as ``executemany`` does, which stalls a writer thread behind a busy event loop)."""
+    return ("INSERT INTO lead_state (run_id, lead_id, status, state, updated_at) VALUES "
+            + ",".join(["(?,?,?,?,?)"] * rows)
+            + " ON CONFLICT (run_id, lead_id) DO UPDATE SET status = excluded.status, "
+              "state = excluded.state, updated_at = excluded.updated_at")
+
+
 _UPSERT_RUN = ("INSERT INTO run_meta (run_id, meta, created_at, updated_at) VALUES (?, ?, ?, ?) "
                "ON CONFLICT (run_id) DO UPDATE SET meta = excluded.meta, updated_at = excluded.updated_at")
 _PAGE = 500
@@ -94,6 +103,13 @@ class SQLiteStore:
         self._ready.wait()
         if self._error is not None:
             raise self._error
+        # Reads run on the caller's thread through a second connection: under WAL a reader sees
+        # the last committed transaction without waiting for the writer (a point read is a few
+        # microseconds, cheaper than a round trip through the writer thread).
+        self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                       timeout=self.busy_timeout / 1000)
+        self._reader.execute("PRAGMA query_only=1")
+        self._rlock = threading.Lock()
 
     # -- the writer thread ----------------------------------------------------------------------
 
@@ -101,6 +117,7 @@ class SQLiteStore:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                timeout=self.busy_timeout / 1000)
         conn.execute(f"PRAGMA busy_timeout={self.busy_timeout}")
+        conn.execute("PRAGMA page_size=8192")  # only takes effect on a new file; states are ~0.5-3 KB
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise RuntimeError(f"{self.path}: could not switch to WAL mode (got {mode})")
@@ -152,8 +169,10 @@ class SQLiteStore:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    if leads:
-                        conn.executemany(_UPSERT, leads.values())
+                    rows = list(leads.values())
+                    for start in range(0, len(rows), _CHUNK):
+                        chunk = rows[start:start + _CHUNK]
+                        conn.execute(_upsert_sql(len(chunk)), [v for row in chunk for v in row])
                     if runs:
                         conn.executemany(_UPSERT_RUN, runs)
                     conn.execute("COMMIT")
@@ -189,8 +208,12 @@ class SQLiteStore:
             self._wake.set()
         return fut
 
-    async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        return await self._submit("q", fn)
+    def _read(self, sql: str, params: tuple[Any, ...], one: bool = False) -> Any:
+        if self._closed:
+            raise RuntimeError(f"checkpoint store {self.path} is closed")
+        with self._rlock:
+            cur = self._reader.execute(sql, params)
+            return cur.fetchone() if one else cur.fetchall()
 
     async def save(self, run_id: str, lead_id: str, state: dict[str, Any]) -> None:
         """Save a lead's state; returns when its transaction has committed."""
@@ -204,31 +227,24 @@ class SQLiteStore:
         """The saved state of a lead, or ``None``."""
         _check_ids(run_id, lead_id)
         self.stats.loads += 1
-
-        def q(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute("SELECT state FROM lead_state WHERE run_id = ? AND lead_id = ?",
-                               (run_id, lead_id)).fetchone()
-            return row[0] if row else None
-
-        text = await self._read(q)
-        return None if text is None else loads(text)
+        row = self._read("SELECT state FROM lead_state WHERE run_id = ? AND lead_id = ?", (run_id, lead_id),
+                         one=True)
+        return None if row is None else loads(row[0])
 
     async def iter_states(self, run_id: str) -> AsyncIterator[dict[str, Any]]:
         """Every lead state of ``run_id``, read in pages of 500 by lead id."""
         _check_ids(run_id)
         after = ""
         while True:
-            def q(conn: sqlite3.Connection, after: str = after) -> list[tuple[str, str]]:
-                return conn.execute(
-                    "SELECT lead_id, state FROM lead_state WHERE run_id = ? AND lead_id > ? "
-                    "ORDER BY lead_id LIMIT ?", (run_id, after, _PAGE)).fetchall()
-
-            rows: list[tuple[str, str]] = await self._read(q)
+            rows: list[tuple[str, str]] = self._read(
+                "SELECT lead_id, state FROM lead_state WHERE run_id = ? AND lead_id > ? ORDER BY lead_id LIMIT ?",
+                (run_id, after, _PAGE))
             for _, text in rows:
                 yield loads(text)
             if len(rows) < _PAGE:
                 return
             after = rows[-1][0]
+            await asyncio.sleep(0)  # let other tasks run between pages
 
     async def save_run(self, run_id: str, meta: dict[str, Any]) -> None:
         """Save a run's metadata; returns when committed."""
@@ -239,21 +255,13 @@ class SQLiteStore:
     async def load_run(self, run_id: str) -> dict[str, Any] | None:
         """A run's metadata, or ``None``."""
         _check_ids(run_id)
-
-        def q(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute("SELECT meta FROM run_meta WHERE run_id = ?", (run_id,)).fetchone()
-            return row[0] if row else None
-
-        text = await self._read(q)
-        return None if text is None else loads(text)
+        row = self._read("SELECT meta FROM run_meta WHERE run_id = ?", (run_id,), one=True)
+        return None if row is None else loads(row[0])
 
     async def list_runs(self) -> list[dict[str, Any]]:
         """Every run, oldest first, with ``run_id``, ``created_at`` and ``updated_at`` added."""
-        def q(conn: sqlite3.Connection) -> list[tuple[str, str, float, float]]:
-            return conn.execute("SELECT run_id, meta, created_at, updated_at FROM run_meta "
-                                "ORDER BY created_at, run_id").fetchall()
-
-        rows: list[tuple[str, str, float, float]] = await self._read(q)
+        rows: list[tuple[str, str, float, float]] = self._read(
+            "SELECT run_id, meta, created_at, updated_at FROM run_meta ORDER BY created_at, run_id", ())
         return [{**loads(meta), "run_id": rid, "created_at": c, "updated_at": u} for rid, meta, c, u in rows]
 
     async def delete_run(self, run_id: str) -> None:
@@ -270,7 +278,7 @@ class SQLiteStore:
                 conn.execute("ROLLBACK")
                 raise
 
-        await self._read(q)
+        await self._submit("q", q)
 
     async def close(self) -> None:
         """Commit what is queued, stop the writer thread and close the file."""
@@ -281,6 +289,8 @@ class SQLiteStore:
             self._wake.set()
         self._closed = True
         await asyncio.to_thread(self._thread.join)
+        with self._rlock:
+            self._reader.close()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r}, synchronous={self.synchronous})"
