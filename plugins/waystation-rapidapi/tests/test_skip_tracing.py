@@ -407,3 +407,17 @@ def test_parse_last_reported() -> None:
     assert parse_last_reported("Last reported September 2019") == "2019-09"
     assert parse_last_reported("2014") == "2014"
     assert parse_last_reported("recently") is None
+
+
+async def test_key_echoed_by_the_gateway_is_redacted(rapid: HTTPServer, settings: dict[str, Any]) -> None:
+    from werkzeug import Request, Response
+
+    def handler(request: Request) -> Response:
+        body = f'{{"message": "key {request.headers["X-RapidAPI-Key"]} is not subscribed"}}'
+        return Response(body, status=403, content_type="application/json")
+
+    rapid.expect_request(SEARCH).respond_with_handler(handler)
+    run = await run_station(SkipTracingStation, JOHN_DENVER, settings=settings)
+    assert run.record.error_category == "auth"
+    assert "key *** is not subscribed" in (run.record.error or "")
+    no_leak(run.result)

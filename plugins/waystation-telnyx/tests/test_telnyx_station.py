@@ -428,3 +428,18 @@ async def test_base_lookup_when_no_data_set(telnyx: HTTPServer, settings: dict[s
     assert run.record.cost == pytest.approx(0.0015)
     [(request, _)] = telnyx.log
     assert request.query_string == b""
+
+
+async def test_connection_refused_is_transient_and_retried() -> None:
+    import socket
+    with socket.socket() as sock:          # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    run = await run_station(TelnyxGatekeepStation, {"phone": MOBILE},
+                            settings={"api_key": KEY, "base_url": f"http://127.0.0.1:{port}/v2"},
+                            plugins=[plugin])
+    assert run.record.status == "failed"
+    assert run.record.error_category == "transient"
+    assert run.record.attempts == 3
+    assert "ConnectError" in (run.record.error or "")
+    no_leak(run.result)
