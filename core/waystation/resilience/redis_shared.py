@@ -65,9 +65,10 @@ class SharedRedis:
     ``await shared.aclose()`` when done (the engine does it in ``close()``).
     """
 
-    def __init__(self, url: str, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, url: str, prefix: str = DEFAULT_PREFIX, max_connections: int = 32) -> None:
         self._url = url
         self.prefix = prefix
+        self.max_connections = max_connections
         self._client: Redis | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scripts: dict[str, AsyncScript] = {}
@@ -88,7 +89,11 @@ class SharedRedis:
             except ImportError as exc:  # pragma: no cover - redis is a test dependency
                 raise SharedStateError("shared breaker/rate-limit state needs redis: "
                                        "pip install 'waystation[redis]'") from exc
-            self._client = aioredis.Redis.from_url(self._url, decode_responses=True)
+            # a blocking pool: with hundreds of leads in flight a caller waits for a connection
+            # instead of failing with "Too many connections"
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self._url, max_connections=self.max_connections, timeout=30, decode_responses=True)
+            self._client = aioredis.Redis.from_pool(pool)
             self._loop = loop
             self._scripts = {}
         return self._client
