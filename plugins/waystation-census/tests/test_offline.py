@@ -169,3 +169,32 @@ def test_discovery_does_not_import_the_data_package() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_pyarrow_reading_equals_the_package_loader(monkeypatch: pytest.MonkeyPatch) -> None:
+    from waystation_census import offline
+
+    fast, fast_label = offline.load_table()
+    assert offline.bundled_parquet() is not None
+    offline.reset_cache()
+    monkeypatch.setattr(offline, "bundled_parquet", lambda: None)
+    try:
+        slow, slow_label = offline.load_table()
+    finally:
+        offline.reset_cache()
+    assert slow_label == fast_label
+    assert len(slow) == len(fast) > 40_000
+    assert slow == fast
+    assert fast["00601"]["primary_city"] == "Adjuntas" and fast["96799"]["population"] is None
+
+
+def test_offline_table_does_not_need_pandas() -> None:
+    code = (
+        "import sys\n"
+        "from waystation_census.offline import load_table\n"
+        "table, label = load_table()\n"
+        "assert table['10001']['median_household_income'] == 106509\n"
+        "assert 'pandas' not in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
