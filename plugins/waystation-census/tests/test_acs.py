@@ -183,6 +183,46 @@ async def test_garbage_and_html_answers_are_retried_then_fail(api: HTTPServer) -
     assert run.record.status == "failed" and "HTML" in (run.record.error or "")
 
 
+async def test_throttled_is_retried_after_the_wait_it_asks(api: HTTPServer) -> None:
+    api.expect_ordered_request(PATH).respond_with_data("slow down", status=429, headers={"Retry-After": "0"})
+    api.expect_ordered_request(PATH).respond_with_handler(census_handler)
+    run = await run_station(IncomeStation, {"zipcode": "90210"}, settings=settings_for(api, batch_window=0))
+    assert run.record.status == "succeeded" and run.record.attempts == 2
+    assert run.fields["median_household_income"] == 172285
+
+
+async def test_cancelled_leads_cancel_the_request_nobody_waits_for(api: HTTPServer) -> None:
+    import threading
+
+    release = threading.Event()
+
+    def slow(request: Request) -> Response:
+        release.wait(5)
+        return census_handler(request)
+
+    api.expect_request(PATH).respond_with_handler(slow)
+    station = IncomeStation(IncomeStation.Settings(**settings_for(api, batch_window=0.01)))
+    await station.open()
+    try:
+        source = station.source
+        assert source is not None
+        tasks = [asyncio.ensure_future(source.lookup(z)) for z in ("10001", "60614")]
+        while not api.log and len(getattr(source, "_tasks", ())) == 0:
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.05)
+        assert len(source._tasks) == 1  # type: ignore[attr-defined]
+        tasks[0].cancel()
+        await asyncio.sleep(0.01)
+        assert len(source._tasks) == 1  # the other lead still waits for it
+        tasks[1].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.sleep(0.05)
+        assert len(source._tasks) == 0  # nobody waits: the request was cancelled
+    finally:
+        release.set()
+        await station.close()
+
+
 async def test_batch_failure_reaches_every_lead(api: HTTPServer) -> None:
     api.expect_request(PATH).respond_with_data("error: unknown variable", status=400)
     route = {"name": "acs", "input": ["zipcode"],
@@ -237,8 +277,8 @@ async def test_unreachable_api_is_a_connection_error() -> None:
     assert KEY not in (run.record.error or "")
 
 
-@pytest.mark.parametrize("cls", [IncomeStation, DemographicsStation])
-def test_contract_in_api_mode(cls: type) -> None:
+@pytest.mark.parametrize(("cls", "window"), [(IncomeStation, 0), (DemographicsStation, 0), (IncomeStation, 0.01)])
+def test_contract_in_api_mode(cls: type, window: float) -> None:
     check = getattr(waystation.testing, "check_station_contract", None)
     if check is None:
         pytest.skip("waystation.testing.check_station_contract is not in this core yet")
@@ -250,7 +290,7 @@ def test_contract_in_api_mode(cls: type) -> None:
         vendor.handle(PATH, lambda req: census_rows(req.query_string))
         report = check(cls, {"zipcode": "10001"}, vendor=vendor, allow_secret_in=("query",),
                        settings={"source": "acs", "base_url": "{vendor_url}/data", "census_api_key": KEY,
-                                 "batch_window": 0})
+                                 "batch_window": window})
     finally:
         vendor.stop()
     assert not report.violations
