@@ -126,7 +126,7 @@ def status(store: str | None, as_json: bool) -> None:
                           s.oldest or "-", age)
         console.print(table)
     for s in lists.values():
-        if s.stale:
+        if s.stale and not as_json:
             err_console.print(f"[yellow]warning[/yellow] {s.list} data is {s.age_days:.0f} days old (oldest "
                               f"{s.oldest}); the FTC requires scrubbing against data at most {MAX_AGE_DAYS} "
                               "days old: download and import it again")
