@@ -562,6 +562,9 @@ class Engine:
                     out = await call()
                 out = self._check_outcome(ps, out)
             except BaseException as exc:
+                incurred = getattr(exc, "incurred_cost", 0.0)
+                if incurred and isinstance(incurred, int | float):
+                    await self._charge_failed_call(ps, rc, rec, float(incurred))
                 if breaker is not None and holding:
                     holding = False
                     if called and isinstance(exc, Exception):
@@ -601,6 +604,14 @@ class Engine:
                                            delay=policy.delay_for(exc, att.num))
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _charge_failed_call(self, ps: PlannedStep, rc: RunContext, rec: StepRecord, amount: float) -> None:
+        """Book what a failed attempt cost (``StepError.incurred_cost``): the vendor billed it."""
+        for b in self._budgets(rc):
+            b.charge(amount)
+        rec.cost += amount
+        if self._active["on_cost"]:
+            await self._notify("on_cost", rc, step=ps, ctx=rc, amount=amount)
 
     @staticmethod
     async def _timed(coro: Awaitable[Outcome], timeout: float | None) -> Outcome:

@@ -72,6 +72,14 @@ class StepError(WaystationError):
 
     category = "error"
     retryable = False
+    #: What the failed call cost anyway (a paid search before a failing details call): the engine
+    #: books it against the budgets and the step's cost. Set it with :meth:`costing`.
+    incurred_cost: float = 0.0
+
+    def costing(self, amount: float) -> StepError:
+        """Mark that this failed call still cost ``amount`` USD; returns ``self`` to ``raise``."""
+        self.incurred_cost = amount
+        return self
 
 
 class PermanentError(StepError):

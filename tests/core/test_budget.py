@@ -135,3 +135,22 @@ async def test_route_cost_override_is_what_is_reserved() -> None:
     async with Engine.from_text(text, [station]) as engine:
         result = await engine.run({"id": 1})
     assert result.steps["Vendor"].status == "succeeded" and result.total_cost == 0.01
+
+
+async def test_a_failed_call_that_still_cost_money_is_booked() -> None:
+    from waystation import ServerError
+
+    class HalfPaid(Station):
+        """Pays a search, then its details call fails."""
+
+        name = "HalfPaid"
+        provides = {"x": str}
+        cost = 0.02
+
+        async def process(self, ctx: StepContext) -> Outcome:
+            raise ServerError("details failed", status=503).costing(0.01)
+
+    async with Engine.from_text("name: p\nbudget: 1\nsteps:\n  - station: HalfPaid\n", [HalfPaid]) as engine:
+        result = await engine.run({"id": 1})
+    rec = result.steps["HalfPaid"]
+    assert rec.status == "failed" and rec.cost == 0.01 and result.total_cost == 0.01
