@@ -122,12 +122,12 @@ def status(store: str | None, as_json: bool) -> None:
             age = "-" if s.age_days is None else f"{s.age_days:.1f}"
             if s.stale:
                 age = f"[red]{age}[/red]"
-            table.add_row(s.list, f"{s.numbers:,}", f"{len(s.area_codes)}: {_area_codes(s.area_codes)}",
+            table.add_row(s.list_name, f"{s.numbers:,}", f"{len(s.area_codes)}: {_area_codes(s.area_codes)}",
                           s.oldest or "-", age)
         console.print(table)
     for s in lists.values():
         if s.stale and not as_json:
-            err_console.print(f"[yellow]warning[/yellow] {s.list} data is {s.age_days:.0f} days old (oldest "
+            err_console.print(f"[yellow]warning[/yellow] {s.list_name} data is {s.age_days:.0f} days old (oldest "
                               f"{s.oldest}); the FTC requires scrubbing against data at most {MAX_AGE_DAYS} "
                               "days old: download and import it again")
 

@@ -155,8 +155,8 @@ def prepare_store(settings: DNCSettings) -> tuple[set[int], str | None]:
                 store.import_file(path, name, replace=(i == 0), force=True)
         status = store.status()
         loaded = store.loaded_area_codes("federal")
-    stale = [f"{s.list}: {s.age_days:.0f} days" for s in status.values()
-             if s.list in settings.lists and s.age_days is not None and s.age_days > settings.max_age_days]
+    stale = [f"{s.list_name}: {s.age_days:.0f} days" for s in status.values()
+             if s.list_name in settings.lists and s.age_days is not None and s.age_days > settings.max_age_days]
     return loaded, ", ".join(stale) or None
 
 

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import IO, Any, Literal, TextIO, cast
 
 from waystation_dnc.lists import LISTS, Action, ListName
 
@@ -187,8 +187,8 @@ def parse_lines(lines: Iterable[str], source: str, *, changes: bool, default_act
 
 
 @contextlib.contextmanager
-def _text(stream: io.BufferedIOBase | io.RawIOBase | gzip.GzipFile | zipfile.ZipExtFile) -> Iterator[TextIO]:
-    wrapper = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=None)  # type: ignore[arg-type]
+def _text(stream: IO[bytes] | gzip.GzipFile) -> Iterator[TextIO]:
+    wrapper = io.TextIOWrapper(cast(Any, stream), encoding="utf-8", errors="replace", newline=None)
     try:
         yield wrapper
     finally:
@@ -209,8 +209,8 @@ def iter_sources(path: Path) -> Iterator[tuple[str, Iterator[str]]]:
     with open(path, "rb") as probe:
         gz = probe.read(2) == b"\x1f\x8b"
     if gz:
-        with gzip.open(path, "rb") as raw, _text(raw) as fh:  # type: ignore[arg-type]
-            yield path.name, iter(fh)
+        with gzip.open(path, "rb") as gz_raw, _text(gz_raw) as gz_fh:
+            yield path.name, iter(gz_fh)
         return
     with open(path, encoding="utf-8", errors="replace", newline=None) as fh:
         yield path.name, iter(fh)
@@ -221,7 +221,7 @@ class ImportResult:
     """What one file's import did."""
 
     source: str
-    list: ListName
+    list_name: ListName
     kind: Literal["full", "changes"]
     skipped: bool = False
     lines: int = 0
@@ -238,7 +238,7 @@ class ImportResult:
 class ListStatus:
     """The state of one list in the store."""
 
-    list: ListName
+    list_name: ListName
     numbers: int
     area_codes: list[int]
     oldest: str | None
@@ -314,7 +314,7 @@ class DNCStore:
             newest = max(fresh) if fresh else None
             age = (now - parse_time(oldest)).total_seconds() / 86400 if oldest else None
             out[name] = ListStatus(
-                list=name, numbers=sum(r[1] for r in rows),
+                list_name=name, numbers=sum(r[1] for r in rows),
                 area_codes=[r[0] for r in rows if r[1] or r[2]], oldest=oldest, newest=newest,
                 last_import=last, age_days=age)
         return out
@@ -356,7 +356,7 @@ class DNCStore:
         kind: Literal["full", "changes"] = "changes" if changes else "full"
         fp = fingerprint(p)
         when = as_of or datetime.fromtimestamp(p.stat().st_mtime, UTC)
-        result = ImportResult(source=str(p), list=list_name, kind=kind, as_of=_iso(when))
+        result = ImportResult(source=str(p), list_name=list_name, kind=kind, as_of=_iso(when))
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
