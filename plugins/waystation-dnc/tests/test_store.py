@@ -168,3 +168,24 @@ def test_large_import_streams_in_bounded_memory(tmp_path: Path, store_path: Path
     assert res.added == n and res.rejected == 0 and len(res.area_codes) == 50
     # holding the numbers in a list would take > 36 MB (ints + list slots); streaming stays far below
     assert peak - base < 24 * 1024 * 1024, f"import grew RSS by {(peak - base) / 2**20:.1f} MiB"
+
+
+def test_two_processes_importing_the_same_file_import_it_once(write: Write, store_path: Path) -> None:
+    f = write("212.txt", "".join(f"212{2000000 + i:07d}\n" for i in range(20_000)))
+    DNCStore(store_path).close()
+    results = []
+    barrier = threading.Barrier(2)
+
+    def worker() -> None:
+        with DNCStore(store_path) as st:
+            barrier.wait()
+            results.append(st.import_file(f))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.skipped for r in results) == [False, True]
+    with DNCStore(store_path) as st:
+        assert st.status()["federal"].numbers == 20_000 and len(st.imports()) == 1

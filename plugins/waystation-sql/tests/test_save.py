@@ -198,3 +198,37 @@ async def test_postgres_concurrent_and_rerun(pg_schema: str) -> None:
     await _run_concurrently(url, "leads_conc", pg_schema)
     saved = rows(PG_URL, "leads_conc", pg_schema)
     assert len(saved) == 60 and {r["lead_id"]: r["income"] for r in saved} == {str(i): 1000 * i for i in range(60)}
+
+
+def test_two_processes_adding_the_same_column_at_once(sqlite_url: str) -> None:
+    import threading
+
+    from waystation_sql.db import LeadTable
+    from waystation_sql.stations import SQLSettings
+
+    tables = [LeadTable(SQLSettings(url=sqlite_url)) for _ in range(2)]
+    for t in tables:
+        t.open()
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        try:
+            for j in range(20):
+                tables[i].save(f"{i}-{j}", "r", {"id": f"{i}-{j}", f"new_{j}": j, "shared": "x"})
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for t in tables:
+        t.close()
+    assert errors == []
+    saved = rows(sqlite_url)
+    assert len(saved) == 40
+    assert {f"new_{j}" for j in range(20)} <= set(columns(sqlite_url))
+    assert all(r[f"new_{r['lead_id'].split('-')[1]}"] == int(r["lead_id"].split("-")[1]) for r in saved)
