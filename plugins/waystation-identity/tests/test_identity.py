@@ -239,3 +239,21 @@ def test_host_lists_the_plugin() -> None:
     host = PluginHost.discover()
     infos = [p for p in host.plugins if p.distribution == "waystation-identity"]
     assert infos and infos[0].status == "loaded" and infos[0].api == ">=1,<2"
+
+
+def test_a_failing_parser_is_a_reasoned_miss(monkeypatch: pytest.MonkeyPatch) -> None:
+    import probablepeople
+    import usaddress
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("model file corrupt")
+
+    monkeypatch.setattr(probablepeople, "tag", boom)
+    monkeypatch.setattr(usaddress, "tag", boom)
+    fields, misses = Resolver(IdentitySettings()).resolve(
+        {"name": "Acme Plumbing LLC", "address": "1 Main St, Boston, MA 02139", "phone": "6175550100"})
+    assert fields["is_company"] is True  # the word rules decide alone
+    assert fields["phone"] == "+16175550100"
+    assert misses["street"] == ("could not read the address '1 Main St, Boston, MA 02139': "
+                                "usaddress failed (RuntimeError)")
+    assert classify_name("Maria Garcia")[0] == "person"

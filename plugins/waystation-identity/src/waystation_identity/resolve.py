@@ -153,6 +153,8 @@ def classify_name(full: str, extra_words: Iterable[str] = ()) -> tuple[NameKind,
         tagged, kind = probablepeople.tag(full)
     except probablepeople.RepeatedLabelError:
         tagged, kind = {}, None
+    except Exception:  # the tagger is a third-party model: its failure must not fail the lead
+        tagged, kind = {}, None
     tokens = full.split()
     if kind == "Corporation":
         strong = sorted(set(tagged) & _STRONG_CORP_LABELS)
@@ -214,9 +216,14 @@ class Resolver:
                 return
             if kind == "household":
                 full = _first_of_household(full)
-            human = HumanName(full)
-            if _one_case(full):
-                human.capitalize(force=True)
+            try:
+                human = HumanName(full)
+                if _one_case(full):
+                    human.capitalize(force=True)
+            except Exception as exc:  # a third-party parser: a reasoned miss, not a crash
+                for f in ("first_name", "last_name"):
+                    misses[f] = f"could not parse the name {full!r} ({type(exc).__name__})"
+                return
             fields["is_company"] = False
             self._put_name(fields, misses, human.first or None, human.middle or None,
                            human.last or None, human.suffix or None, source=full)
@@ -387,6 +394,8 @@ def parse_address(line: str) -> dict[str, str]:
         tagged, kind = usaddress.tag(line)
     except usaddress.RepeatedLabelError as exc:
         raise ValueError(f"ambiguous parts ({exc.parsed_string!r} has a part twice)") from None
+    except Exception as exc:  # a third-party model: its failure is a reasoned miss, not a crash
+        raise ValueError(f"usaddress failed ({type(exc).__name__})") from None
     if kind == "Ambiguous" or not any(k in tagged for k in ("AddressNumber", "USPSBoxID", "PlaceName",
                                                              "ZipCode", "StreetName")):
         raise ValueError("no street, city or ZIP code found")
