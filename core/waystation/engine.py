@@ -125,6 +125,14 @@ class Engine:
         redis_url: str | None = None,
         redis_prefix: str | None = None,
     ) -> None:
+        """Resilience settings: one breaker and one rate limiter per station name, shared by
+        every lead. ``breaker_backend`` keeps every breaker's state (default: in memory, or in
+        Redis for ``breaker: {shared: redis}``); ``rate_backend(station, policy)`` makes the pacer
+        of a ``rate_limit: {shared: redis}`` (default: a Redis GCRA pacer). ``redis_url`` /
+        ``redis_prefix`` say where shared state lives (default: ``WAYSTATION_REDIS_URL`` /
+        ``WAYSTATION_REDIS_PREFIX``, prefix ``waystation``); a route asking for shared state with
+        no URL is refused here, before any lead runs. See :mod:`waystation.resilience.redis_shared`.
+        """
         self.plan = plan
         self.host = host
         self.pm = host.pm
