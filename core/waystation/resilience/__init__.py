@@ -3,13 +3,17 @@
 from waystation.resilience.breaker import BreakerState, CircuitBreaker
 from waystation.resilience.policies import BreakerPolicy, RateLimit, RetryPolicy, classify_error
 from waystation.resilience.ratelimit import StationLimiter
+from waystation.resilience.redis_shared import RedisBreakerBackend, RedisRateLimiter, SharedRedis
 
 __all__ = [
     "BreakerPolicy",
     "BreakerState",
     "CircuitBreaker",
     "RateLimit",
+    "RedisBreakerBackend",
+    "RedisRateLimiter",
     "RetryPolicy",
+    "SharedRedis",
     "StationLimiter",
     "classify_error",
 ]
