@@ -42,12 +42,13 @@ from urllib.parse import unquote
 import pytest
 import yaml
 from pytest_httpserver import HTTPServer
-from waystation import Engine, LeadResult
+from waystation import Engine, LeadResult, PluginHost, Route, compile_route
 from waystation.report import Report, ReportCollector
 from werkzeug import Request, Response
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUTE = ROOT / "routes" / "hybrid-smart.yaml"
+WATERFALL = ROOT / "routes" / "waterfall-example.yaml"
 EXAMPLE_LEADS = ROOT / "examples" / "leads.csv"
 EXAMPLE_DNC = ROOT / "examples" / "dnc"
 
@@ -346,14 +347,15 @@ def keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def route_copy(vendors: Vendors, tmp_path: Path, dnc: dict[str, Any], *, budget: float | None = None,
-               name: str = "hybrid-smart.yaml") -> Path:
-    """The shipped route with only base URLs, local paths and test-speed limits changed."""
-    spec = yaml.safe_load(ROUTE.read_text(encoding="utf-8"))
+               source: Path = ROUTE) -> Path:
+    """A shipped route with only base URLs, local paths and test-speed limits changed."""
+    spec = yaml.safe_load(source.read_text(encoding="utf-8"))
     if budget is not None:
         spec["budget"] = budget
     fast = {"per_second": 1000}
     by_station = {s["station"]: s for s in spec["steps"]}
-    assert set(by_station) == {IDENTITY, TPS, SKIP, TELNYX, DNC, INCOME, SAVE}
+    if source == ROUTE:
+        assert set(by_station) == {IDENTITY, TPS, SKIP, TELNYX, DNC, INCOME, SAVE}
     tps = by_station[TPS]
     tps["enabled"] = True
     tps["settings"] = {**tps.get("settings", {}), "enabled_by_user": True, "contact": "it@example.com",
@@ -365,13 +367,14 @@ def route_copy(vendors: Vendors, tmp_path: Path, dnc: dict[str, Any], *, budget:
     tel = by_station[TELNYX]
     tel["settings"] = {**tel.get("settings", {}), "base_url": vendors.telnyx.url_for("/v2")}
     tel["rate_limit"] = fast
-    by_station[DNC]["settings"] = {**by_station[DNC].get("settings", {}), **dnc,
-                                   "store": str(tmp_path / "dnc.sqlite")}
+    if DNC in by_station:
+        by_station[DNC]["settings"] = {**by_station[DNC].get("settings", {}), **dnc,
+                                       "store": str(tmp_path / "dnc.sqlite")}
     by_station[SAVE]["settings"] = {**by_station[SAVE].get("settings", {}),
                                     "url": f"sqlite:///{tmp_path / 'leads.db'}", "table": "hybrid_leads"}
     text = yaml.safe_dump(spec, sort_keys=False)
     assert TELNYX_KEY not in text and RAPIDAPI_KEY not in text
-    path = tmp_path / name
+    path = tmp_path / source.name
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -380,7 +383,7 @@ def hand_made_dnc(tmp_path: Path) -> dict[str, Any]:
     """A federal full list for the area codes of the hand-made leads."""
     federal = tmp_path / "federal.txt"
     federal.write_text("".join(f"{n}\n" for numbers in FEDERAL.values() for n in numbers), encoding="utf-8")
-    return {"federal_files": [str(federal)]}
+    return {"federal_files": [str(federal)], "change_files": [], "internal_files": [], "litigator_files": []}
 
 
 def write_leads(path: Path, leads: list[dict[str, str]]) -> Path:
@@ -586,3 +589,39 @@ async def test_cli_run_reports_what_the_vendors_were_paid(vendors: Vendors, tmp_
     for text in (proc.stdout, proc.stderr, out.read_text(encoding="utf-8"), report_path.read_text()):
         assert TELNYX_KEY not in text and RAPIDAPI_KEY not in text
     assert saved_ids(tmp_path) == {"H1", "H2", "H5", "H6", "H7"}
+
+
+def test_the_shipped_routes_compile_with_the_people_search_off() -> None:
+    _require_plugins()
+    host = PluginHost.discover()
+    for path in (ROUTE, WATERFALL):
+        plan = compile_route(Route.from_file(path), host)
+        tps = next(s for s in plan.steps if s.spec.station == TPS)
+        assert not tps.enabled and tps.settings is not None
+        assert tps.settings.enabled_by_user is False  # type: ignore[attr-defined]
+        skip = next(s for s in plan.steps if s.spec.station == SKIP)
+        assert skip.fallback_fields and "phone" in skip.fallback_fields and tps.index in skip.deps
+    plan = compile_route(Route.from_file(ROUTE), host)
+    assert plan.budget is not None and plan.budget >= plan.step(SKIP).cost + plan.step(TELNYX).cost
+    # the gate: DNC, income and save all come after Telnyx
+    for sid in (DNC, INCOME, SAVE):
+        assert plan.step(TELNYX).index in plan.step(sid).ancestors, sid
+
+
+async def test_the_waterfall_example_asks_each_provider_only_when_needed(vendors: Vendors, keys: None,
+                                                                         tmp_path: Path) -> None:
+    route = route_copy(vendors, tmp_path, {}, source=WATERFALL)
+    results, report = await run_route(route, LEADS)
+    by_id = {r.lead_id: r for r in results}
+    tps_id, skip_id = "truepeoplesearch", "skiptrace"
+    # 1. the lead's own phone: no provider asked
+    assert [(by_id["H4"].steps[s].status, by_id["H4"].steps[s].reason) for s in (tps_id, skip_id)] == [
+        ("skipped", "fallback_not_needed")] * 2
+    # 2. TruePeopleSearch found it: the paid provider is not asked
+    assert by_id["H1"].steps[skip_id].reason == "fallback_not_needed"
+    # 3. the paid provider only for the rest; it fills the phone, keeps TruePeopleSearch's age
+    assert sorted(r.args["name"] for r in vendors.rapid_searches()) == ["Ben Ortiz", "Kim Park", "Mary Jones",
+                                                                       "Zed Quux"]
+    assert by_id["H7"].provenance["phone"].step == skip_id and by_id["H7"].provenance["age"].step == tps_id
+    assert report.station(skip_id).cost == pytest.approx(vendors.expected_costs()[SKIP])
+    assert all(r.total_cost <= 0.03 + 1e-9 for r in results)
