@@ -395,9 +395,11 @@ class OutputWriter(_Appender):
     def write(self, row: Mapping[str, Any]) -> None:
         """Buffer one output row."""
         if self.fmt == "csv":
-            self._csv.writerow([_clean(_cell(row.get(c))) for c in self.columns])
+            # (no surrogate can reach here: input with invalid UTF-8 is cleaned when rejected, and
+            # the file is encoded with errors="replace" anyway)
+            self._csv.writerow([_cell(row.get(c)) for c in self.columns])
         else:
-            self._buf.write(_clean(json.dumps(row, ensure_ascii=False, default=str)) + "\n")
+            self._buf.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
         self.pending += 1
 
 

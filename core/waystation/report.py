@@ -296,6 +296,11 @@ def render_report(report: Report, console: Console) -> None:
         table.add_row(s.step, s.station, str(s.runs), str(s.succeeded), str(s.failed), skipped,
                       _secs(s.latency_p50), _secs(s.latency_p95), _money(s.cost), _pct(s.hit_rate),
                       _money(s.cost_per_hit), str(s.in_doubt))
+    if not console.is_terminal and console.width < 150:
+        # a file or a pipe gets the whole table rather than an 80-column squeeze
+        from rich.console import Console as _Console
+
+        console = _Console(file=console.file, width=150, highlight=False, color_system=None)
     console.print(table)
     leads = ", ".join(f"{k} {v}" for k, v in report.leads.items() if v) or "none"
     budget = f" of {_money(report.budget_total)}" if report.budget_total is not None else ""

@@ -22,10 +22,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 from waystation import Outcome, RetryPolicy, Station, StationSettings, StepContext, hookimpl
@@ -34,6 +36,21 @@ from waystation.result import RunContext
 
 WAYSTATION_API = ">=1,<2"
 PRICES = {"lookup": 0.01, "trace": 0.02}
+#: The command line of ``waystation`` in a subprocess.
+WAYSTATION = [sys.executable, "-m", "waystation"]
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a ``waystation`` subprocess: only this module as a plugin (no installed
+    plugin is loaded), no kill switch unless ``extra`` sets one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FAKEVENDOR_", "WAYSTATION_"))}
+    here = str(Path(__file__).resolve().parent)
+    env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["WAYSTATION_EXTRA_PLUGINS"] = "fakevendor"
+    env["WAYSTATION_LOAD_PLUGINS"] = ""
+    env["COLUMNS"] = "160"
+    env.update(extra)
+    return env
 
 
 def lead_number(lead_id: str) -> int:
@@ -87,13 +104,13 @@ class FakeVendor:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 lead = str(body.get("lead"))
-                if vendor.delay:
-                    time.sleep(vendor.delay)
                 if kind not in vendor.calls:
                     self.send_error(404)
                     return
-                with vendor.lock:
+                with vendor.lock:  # billed on receipt, as vendors do
                     vendor.calls[kind][lead] += 1
+                if vendor.delay:
+                    time.sleep(vendor.delay)
                 self._send({"phone": phone_of(lead)} if kind == "lookup" else {"email": email_of(lead)})
 
             def do_GET(self) -> None:
@@ -265,3 +282,17 @@ class Noop(Station):
 def register_stations() -> list[type[Station]]:
     """The toy stations."""
     return [FakePhoneLookup, FakeSkipTrace, Noop]
+
+
+class _NoopOnly:
+    """Just the ``Noop`` station, no other hook (``WAYSTATION_EXTRA_PLUGINS=fakevendor:NOOP_ONLY``)."""
+
+    WAYSTATION_API = ">=1,<2"
+
+    @hookimpl
+    def register_stations(self) -> list[type[Station]]:
+        """The no-op station."""
+        return [Noop]
+
+
+NOOP_ONLY = _NoopOnly()
