@@ -222,9 +222,26 @@ async def test_default_breaker_stops_after_three_blocks(httpserver: HTTPServer,
     route = yaml.safe_dump({"name": "t", "steps": [{"station": TruePeopleSearchStation.name,
                                                     "settings": settings, **FAST}]})
     results = await run_route(route, [{**JOHN, "id": str(i)} for i in range(6)], [TruePeopleSearchStation])
-    reasons = [r.steps[TruePeopleSearchStation.name].reason for r in results]
-    assert requests_to(httpserver, "/results") <= TruePeopleSearchStation.breaker.failure_threshold  # type: ignore[union-attr]
-    assert reasons[-1] == "breaker_open"
+    recs = [r.steps[TruePeopleSearchStation.name] for r in results]
+    # one block page, then no request at all: the next leads fail "blocked" at once (block_cooldown)
+    # until the breaker (3 failures) opens and the rest are skipped
+    assert requests_to(httpserver, "/results") == 1
+    threshold = TruePeopleSearchStation.breaker.failure_threshold  # type: ignore[union-attr]
+    assert [r.error_category for r in recs[:threshold]] == ["blocked"] * threshold
+    assert "block_cooldown" in (recs[1].error or "")
+    assert [r.reason for r in recs[threshold:]] == ["breaker_open"] * (6 - threshold)
+
+
+async def test_requests_resume_after_the_block_cooldown(httpserver: HTTPServer, settings: dict[str, Any]) -> None:
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    httpserver.expect_oneshot_request("/results").respond_with_data(page("captcha"), content_type=HTML)
+    httpserver.expect_request("/results").respond_with_data(page("results_john_smith"), content_type=HTML)
+    httpserver.expect_request(JOHN_DETAIL).respond_with_data(page("detail_px0l4n6r2u8t1m0q9"), content_type=HTML)
+    route = yaml.safe_dump({"name": "t", "steps": [{"station": TruePeopleSearchStation.name,
+                                                    "settings": {**settings, "block_cooldown": 0}, **FAST}]})
+    results = await run_route(route, [{**JOHN, "id": "1"}, {**JOHN, "id": "2"}], [TruePeopleSearchStation])
+    recs = [r.steps[TruePeopleSearchStation.name] for r in results]
+    assert recs[0].error_category == "blocked" and recs[1].hit
 
 
 async def test_server_error_is_retried_then_succeeds(site: Callable[..., HTTPServer],

@@ -64,6 +64,8 @@ class PeopleSearchSettings(StationSettings):
     - ``request_interval``: seconds between two requests of this station (on top of the step's
       rate limit, which counts calls, each of which makes two requests).
     - ``request_timeout``: seconds per HTTP request.
+    - ``block_cooldown``: after a captcha / "Access Denied" page, seconds during which the station
+      sends no request at all (each call fails ``blocked`` at once; the breaker then opens).
     """
 
     model_config = SettingsConfigDict(env_prefix="WAYSTATION_PEOPLESEARCH_", extra="forbid", frozen=True,
@@ -78,6 +80,7 @@ class PeopleSearchSettings(StationSettings):
     ambiguity_margin: float = Field(default=0.05, ge=0, le=1)
     request_interval: float = Field(default=2.0, ge=0)
     request_timeout: float = Field(default=20.0, gt=0)
+    block_cooldown: float = Field(default=900.0, ge=0)
 
     @field_validator("base_url")
     @classmethod
@@ -152,6 +155,7 @@ class TruePeopleSearchStation(Station):
         self._pace_lock = asyncio.Lock()
         self._last_request = float("-inf")
         self._crawl_delay = 0.0
+        self._blocked: tuple[float, str] | None = None  # (monotonic time, why) of the last block page
 
     @property
     def cfg(self) -> PeopleSearchSettings:
@@ -194,6 +198,12 @@ class TruePeopleSearchStation(Station):
         if self._client is None:
             await self.open()
         assert self._client is not None
+        if self._blocked is not None:
+            since = time.monotonic() - self._blocked[0]
+            if since < self.cfg.block_cooldown:
+                raise BlockedError(f"TruePeopleSearch blocked this client {since:.0f} s ago ({self._blocked[1]}); "
+                                   f"no request for {self.cfg.block_cooldown:g} s (block_cooldown)")
+            self._blocked = None
         await self._pace()
         try:
             response = await self._client.get(self.cfg.base_url + path_and_query)
@@ -208,6 +218,7 @@ class TruePeopleSearchStation(Station):
         if blocked is None and status in (401, 403):
             blocked = f"HTTP {status}"
         if blocked:
+            self._blocked = (time.monotonic(), blocked)
             raise BlockedError(f"TruePeopleSearch refused the {what} request ({blocked}); not retried: "
                                "lower the rate limit or stop using this station")
         if status == 429:
