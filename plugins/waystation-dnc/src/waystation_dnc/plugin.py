@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from waystation import Outcome, Station, Stop, hookimpl
 
+from waystation_dnc.realvalidation import RealValidationDNCStation
 from waystation_dnc.stations import DNCScrubStation, stop_decision
 
 if TYPE_CHECKING:
@@ -20,17 +21,17 @@ WAYSTATION_API = ">=1,<2"
 
 @hookimpl
 def register_stations() -> Iterable[type[Station]]:
-    """The DNCScrubStation."""
-    return [DNCScrubStation]
+    """The DNCScrubStation (local store) and the RealValidationDNCStation (paid API)."""
+    return [DNCScrubStation, RealValidationDNCStation]
 
 
 @hookimpl
 def decide_stop(step: Any, outcome: Outcome) -> tuple[Stop, str] | None:
-    """Stop the route when a DNCScrubStation step found the number listed, as its ``on_listed``
+    """Stop the route when a DNC station's step found the number listed, as its ``on_listed``
     setting says: ``skip_remaining`` (default: nothing more is spent on a number that may not be
     called), ``fail``, or ``continue`` (no opinion)."""
     station = getattr(step, "station", None)
-    if not (isinstance(station, type) and issubclass(station, DNCScrubStation)):
+    if not (isinstance(station, type) and issubclass(station, DNCScrubStation | RealValidationDNCStation)):
         return None
     decision = stop_decision(step.settings, dict(outcome.fields))
     if decision is None:

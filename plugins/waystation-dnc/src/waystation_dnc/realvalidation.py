@@ -1,0 +1,177 @@
+"""RealValidationDNCStation: the paid alternative to the local store — RealValidation's DNC Lookup API.
+
+``GET {base_url}/DNCLookup.php?phone=2125550123&token=...&output=json`` answers per number
+``national_dnc``, ``state_dnc``, ``dma``, ``litigator`` as ``Y`` / ``N`` / ``?`` (``?``: their
+lookup timed out) and ``iscell``; ``RESPONSECODE`` is ``OK`` or an error code, ``RESPONSEMSG`` an
+(empty) object. More than about 10 calls per second is answered with HTTP 403. The token travels
+in the query string (the vendor's design): it is never put in an error message or a log line.
+
+httpx is imported in :meth:`RealValidationDNCStation.open`, never at plugin import.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+from waystation import (
+    AuthError,
+    BreakerPolicy,
+    Outcome,
+    PermanentError,
+    QuotaExhaustedError,
+    RateLimit,
+    RetryPolicy,
+    ServerError,
+    Station,
+    StationSettings,
+    StepContext,
+    ThrottledError,
+    TransientError,
+    VendorTimeout,
+)
+
+from waystation_dnc.lists import OnListed
+
+if TYPE_CHECKING:
+    import httpx
+
+#: Response flag → the name reported in ``dnc_lists``.
+FLAGS = {"national_dnc": "federal", "state_dnc": "state", "dma": "dma", "litigator": "litigator"}
+
+
+class RealValidationSettings(StationSettings):
+    """Settings of :class:`RealValidationDNCStation`.
+
+    The token comes from ``REALVALIDATION_TOKEN`` (or ``token:`` in the route, not recommended);
+    every other setting also reads ``WAYSTATION_REALVALIDATION_<NAME>``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="WAYSTATION_REALVALIDATION_", extra="forbid", frozen=True,
+                                      populate_by_name=True, env_ignore_empty=True)
+
+    token: SecretStr | None = Field(default=None, validation_alias="REALVALIDATION_TOKEN",
+                                    description="RealValidation API token.")
+    base_url: str = Field(default="https://api.realvalidation.com/rpvWebService",
+                          description="API base URL (tests: 127.0.0.1).")
+    price: float = Field(default=0.0, ge=0,
+                         description="USD per lookup under your plan (also give the step `cost:`).")
+    lists: list[str] = Field(default_factory=lambda: list(FLAGS.values()),
+                             description="Which answers count as listed: federal, state, dma, litigator.")
+    on_listed: OnListed = Field(default="skip_remaining", description="Stop decision for a listed number.")
+    http_timeout: float = Field(default=10.0, gt=0, description="Seconds per HTTP request.")
+
+
+class RealValidationDNCStation(Station):
+    """Scrub a phone number with RealValidation's DNC Lookup API (federal, state, DMA, litigator).
+
+    Requires ``phone``; provides ``dnc_listed`` and ``dnc_lists`` like the local
+    ``DNCScrubStation`` (lists named ``federal``, ``state``, ``dma``, ``litigator``), and follows
+    the same ``on_listed`` stop decision. Paid per lookup (``price``); limited to 10 calls per
+    second; a ``?`` answer (the vendor's own timeout) and HTTP 403/5xx are retried.
+    """
+
+    name = "RealValidationDNCStation"
+    requires = ("phone",)
+    optional = ("phone_valid",)
+    provides = {"dnc_listed": bool, "dnc_lists": list[str]}
+    cost = 0.0
+    paid = True
+    timeout = 30.0
+    retry = RetryPolicy(max_attempts=3, base_delay=0.5)
+    breaker = BreakerPolicy(failure_threshold=5, reset_after=60.0)
+    rate_limit = RateLimit(per_second=10)
+    Settings = RealValidationSettings
+
+    def __init__(self, settings: StationSettings | None = None) -> None:
+        super().__init__(settings)
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def config(self) -> RealValidationSettings:
+        """The settings, typed."""
+        assert isinstance(self.settings, RealValidationSettings)
+        return self.settings
+
+    async def open(self) -> None:
+        """Create the HTTP client."""
+        import httpx
+
+        if self._client is None:
+            self._client = httpx.AsyncClient(base_url=self.config.base_url.rstrip("/") + "/",
+                                             timeout=self.config.http_timeout,
+                                             headers={"User-Agent": "waystation-dnc"})
+
+    async def close(self) -> None:
+        """Close the HTTP client."""
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    async def process(self, ctx: StepContext) -> Outcome:
+        """One lookup for the lead's phone."""
+        import httpx
+
+        from waystation_dnc.store import normalize_number
+
+        cfg = self.config
+        if cfg.token is None or not cfg.token.get_secret_value():
+            raise AuthError("no RealValidation token: set REALVALIDATION_TOKEN")
+        phone = str(ctx.get("phone", ""))
+        if ctx.get("phone_valid") is False:
+            return Outcome(misses={"dnc_listed": "the phone number is not valid: nothing to scrub"})
+        if phone.startswith("+") and not phone.startswith("+1"):
+            return Outcome(misses={"dnc_listed": "not a US/NANP number: the US registry does not apply"})
+        number = normalize_number(phone)
+        if number is None:
+            return Outcome(misses={"dnc_listed": "phone is not a 10-digit US number"})
+        if self._client is None:
+            await self.open()
+        assert self._client is not None
+        params = {"phone": str(number), "token": cfg.token.get_secret_value(), "output": "json"}
+        try:
+            resp = await self._client.get("DNCLookup.php", params=params)
+        except httpx.TimeoutException:
+            raise VendorTimeout("RealValidation did not answer in time") from None
+        except httpx.TransportError as exc:
+            raise TransientError(f"cannot reach RealValidation: {type(exc).__name__}") from None
+        return self._outcome(resp.status_code, resp.text, number)
+
+    def _outcome(self, status: int, text: str, number: int) -> Outcome:
+        cfg = self.config
+        if status == 403:
+            raise ThrottledError("RealValidation answered 403 (more than 10 calls per second)")
+        if status >= 500:
+            raise ServerError(f"RealValidation answered HTTP {status}", status=status)
+        if status != 200:
+            raise PermanentError(f"RealValidation answered HTTP {status}")
+        try:
+            body: Any = json.loads(text)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            lowered = text.strip().lower()
+            if "unauthorized" in lowered or ("invalid" in lowered and "token" in lowered):
+                raise AuthError("RealValidation refused the token (incorrect token or suspended account)")
+            raise PermanentError(f"RealValidation answered something that is not a JSON object: {text[:80]!r}")
+        code = str(body.get("RESPONSECODE", "")).strip()
+        if code.lower() == "invalid-phone":
+            return Outcome(cost=cfg.price, misses={"dnc_listed": "RealValidation: the number does not exist"})
+        if code.lower() in ("unauthorized", "102"):
+            raise AuthError(f"RealValidation refused the token (code {code})")
+        if code.lower() in ("noaccess", "no-credits", "nocredits", "insufficient-credits"):
+            raise QuotaExhaustedError(f"RealValidation: {code}")
+        if code != "OK":
+            raise PermanentError(f"RealValidation answered RESPONSECODE {code!r} for {number}")
+        listed: list[str] = []
+        for flag, list_name in FLAGS.items():
+            value = str(body.get(flag, "")).strip().upper()
+            if value == "?":
+                raise TransientError(f"RealValidation could not check {flag} (answered '?')")
+            if value == "Y" and list_name in cfg.lists:
+                listed.append(list_name)
+            elif value not in ("Y", "N"):
+                raise PermanentError(f"RealValidation answered {flag}={body.get(flag)!r}")
+        return Outcome({"dnc_listed": bool(listed), "dnc_lists": listed}, cost=cfg.price)

@@ -1,0 +1,109 @@
+"""RealValidationDNCStation against a real HTTP server on 127.0.0.1 serving the vendor's shapes
+(response bodies as documented at realphonevalidation.com/api-documentation/dnc-lookup-api-doc)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+from waystation.testing import run_station
+from waystation_dnc import plugin
+from waystation_dnc.realvalidation import RealValidationDNCStation
+
+TOKEN = "rv-token-5f1c9e"
+CLEAN = {"RESPONSECODE": "OK", "RESPONSEMSG": {}, "national_dnc": "N", "state_dnc": "N", "dma": "N",
+         "litigator": "N", "iscell": "N", "id": "4"}
+
+
+def settings(server: HTTPServer, **extra: Any) -> dict[str, Any]:
+    return {"token": TOKEN, "base_url": server.url_for("/rpvWebService"), "price": 0.004, **extra}
+
+
+def answer(server: HTTPServer, body: Any, status: int = 200, oneshot: bool = False) -> None:
+    query = {"phone": "2125550100", "token": TOKEN, "output": "json"}
+    expect = server.expect_oneshot_request if oneshot else server.expect_request
+    text = body if isinstance(body, str) else json.dumps(body)
+    expect("/rpvWebService/DNCLookup.php", query_string=query).respond_with_data(
+        text, status=status, content_type="application/json")
+
+
+async def run(server: HTTPServer, **extra: Any) -> Any:
+    return await run_station(RealValidationDNCStation, {"phone": "+12125550100"}, settings=settings(server, **extra),
+                             step={"cost": 0.004}, plugins=[plugin])
+
+
+async def test_listed_on_the_national_registry_stops_the_lead(httpserver: HTTPServer) -> None:
+    answer(httpserver, {**CLEAN, "national_dnc": "Y"})
+    r = await run(httpserver)
+    assert r.fields == {"dnc_listed": True, "dnc_lists": ["federal"]}
+    assert r.result.status == "stopped" and "federal" in (r.result.reason or "")
+    assert r.record.cost == pytest.approx(0.004)
+
+
+async def test_clean_number(httpserver: HTTPServer) -> None:
+    answer(httpserver, CLEAN)
+    r = await run(httpserver)
+    assert r.fields == {"dnc_listed": False, "dnc_lists": []}
+    assert r.result.status == "succeeded"
+
+
+async def test_only_the_chosen_lists_count(httpserver: HTTPServer) -> None:
+    answer(httpserver, {**CLEAN, "state_dnc": "Y", "litigator": "Y"})
+    r = await run(httpserver, lists=["federal", "litigator"], on_listed="fail")
+    assert r.fields["dnc_lists"] == ["litigator"]
+    assert r.result.status == "failed"
+
+
+async def test_a_question_mark_is_retried(httpserver: HTTPServer) -> None:
+    answer(httpserver, {**CLEAN, "dma": "?"}, oneshot=True)
+    answer(httpserver, CLEAN, oneshot=True)
+    r = await run(httpserver)
+    assert r.record.status == "succeeded" and r.record.attempts == 2
+
+
+async def test_403_is_throttling_and_retried(httpserver: HTTPServer) -> None:
+    answer(httpserver, "Forbidden", status=403, oneshot=True)
+    answer(httpserver, "Forbidden", status=403, oneshot=True)
+    answer(httpserver, {**CLEAN, "litigator": "Y"}, oneshot=True)
+    r = await run(httpserver)
+    assert r.record.attempts == 3 and r.fields["dnc_lists"] == ["litigator"]
+
+
+@pytest.mark.parametrize("body", ["unauthorized", {"RESPONSECODE": "unauthorized", "RESPONSEMSG": {}},
+                                  {"RESPONSECODE": "102", "RESPONSEMSG": "The user is invalid"}])
+async def test_bad_token_is_not_retried_and_not_leaked(httpserver: HTTPServer, body: Any) -> None:
+    answer(httpserver, body)
+    r = await run(httpserver)
+    assert r.record.status == "failed" and r.record.attempts == 1 and r.record.error_category == "auth"
+    assert TOKEN not in (r.record.error or "") and TOKEN not in json.dumps(r.result.model_dump(mode="json"))
+
+
+async def test_server_errors_are_retried_then_recorded(httpserver: HTTPServer) -> None:
+    answer(httpserver, "oops", status=502)
+    r = await run(httpserver)
+    assert r.record.status == "failed" and r.record.attempts == 3
+    assert r.record.error_category == "server_error" and TOKEN not in (r.record.error or "")
+
+
+async def test_number_that_does_not_exist_is_a_paid_miss(httpserver: HTTPServer) -> None:
+    answer(httpserver, {"RESPONSECODE": "invalid-phone", "RESPONSEMSG": "Phone number does not exist"})
+    r = await run(httpserver)
+    assert r.fields == {} and "does not exist" in r.record.misses["dnc_listed"]
+    assert r.record.cost == pytest.approx(0.004)
+
+
+async def test_no_token_fails_before_any_call(httpserver: HTTPServer) -> None:
+    r = await run_station(RealValidationDNCStation, {"phone": "+12125550100"},
+                          settings={"base_url": httpserver.url_for("/")})
+    assert r.record.status == "failed" and "REALVALIDATION_TOKEN" in (r.record.error or "")
+    assert len(httpserver.log) == 0
+
+
+async def test_token_from_environment(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REALVALIDATION_TOKEN", TOKEN)
+    answer(httpserver, CLEAN)
+    r = await run_station(RealValidationDNCStation, {"phone": "(212) 555-0100"},
+                          settings={"base_url": httpserver.url_for("/rpvWebService")})
+    assert r.fields["dnc_listed"] is False
