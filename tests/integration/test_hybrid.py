@@ -29,7 +29,6 @@ import importlib.metadata as md
 import json
 import os
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -566,8 +565,6 @@ async def test_hybrid_smart_on_the_example_leads(vendors: Vendors, keys: None, t
 
 
 async def test_cli_run_reports_what_the_vendors_were_paid(vendors: Vendors, tmp_path: Path) -> None:
-    if shutil.which("waystation") is None and not (Path(sys.executable).parent / "waystation").exists():
-        pytest.skip("the waystation command is not installed")
     route = route_copy(vendors, tmp_path, hand_made_dnc(tmp_path))
     leads = write_leads(tmp_path / "leads.csv", LEADS)
     out, report_path = tmp_path / "out.csv", tmp_path / "report.json"
