@@ -194,3 +194,31 @@ async def test_cli_shows_and_resets_a_shared_breaker(srv: FaultServer, shared: S
         assert r3.steps["primary"].status == "succeeded"
     assert srv.count("/down") == 2
     assert REDIS_URL not in shown.output + table.output + done.output
+
+
+async def test_an_unreachable_redis_fails_open_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """Losing the shared state must not stop the leads: the breaker allows calls, the rate limit
+    paces this process alone, and each says so once (not once per call)."""
+    from waystation import Outcome, Station, StepContext
+
+    class Quick(Station):
+        """Answers at once."""
+
+        name = "Quick"
+        provides = {"q": int}
+
+        async def process(self, ctx: StepContext) -> Outcome:
+            return Outcome({"q": 1})
+
+    text = ("name: r\nsteps:\n  - station: Quick\n    breaker: {shared: redis}\n"
+            "    rate_limit: {per_second: 200, shared: redis}\n")
+    with caplog.at_level("WARNING"):
+        async with Engine.from_text(text, [Quick], redis_url="redis://:hunter2@127.0.0.1:1/0") as engine:
+            results = await asyncio.gather(*(engine.run({"id": str(i)}) for i in range(20)))
+            breaker = engine.breaker("Quick")
+    assert [r.status for r in results] == ["succeeded"] * 20
+    assert breaker is not None and breaker.degraded is not None
+    failing = [r for r in caplog.records if "failing open" in r.getMessage()]
+    pacing = [r for r in caplog.records if "pacing this process alone" in r.getMessage()]
+    assert len(failing) == 1 and len(pacing) == 1
+    assert "hunter2" not in caplog.text

@@ -7,6 +7,7 @@ transition is reported to ``on_change`` (the engine forwards it to the ``on_brea
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from enum import StrEnum
 from typing import Protocol
 
 from waystation.resilience.policies import BreakerPolicy
+
+log = logging.getLogger("waystation.breaker")
 
 #: Error categories that count as a vendor failure for the breaker. A client error (the request
 #: was wrong, e.g. an invalid number) or a throttle (the vendor is alive) does not.
@@ -175,7 +178,14 @@ class MemoryBreakerBackend:
 
 
 class CircuitBreaker:
-    """One station's breaker: ``await allow()`` before a call, ``await record(ok, category)`` after."""
+    """One station's breaker: ``await allow()`` before a call, ``await record(ok, category)`` after.
+
+    When the backend itself fails (Redis unreachable) the breaker *fails open*: calls are allowed
+    and results go unrecorded, with a warning every ``warn_every`` seconds at most — losing the
+    shared breaker must not stop the leads. The state it last saw is kept in ``degraded``.
+    """
+
+    warn_every = 30.0
 
     def __init__(
         self,
@@ -190,6 +200,8 @@ class CircuitBreaker:
         self.backend: BreakerBackend = backend or MemoryBreakerBackend()
         self.on_change = on_change
         self.clock = clock
+        self.degraded: str | None = None
+        self._warned_at = -1e18
 
     def _emit(self, before: BreakerSnapshot, after: BreakerSnapshot) -> None:
         if self.on_change is None:
@@ -197,12 +209,24 @@ class CircuitBreaker:
         if before.state is not after.state or (after.state is BreakerState.OPEN and before.cause != after.cause):
             self.on_change(self.name, before.state, after.state, after.cause)
 
+    def _backend_failed(self, exc: Exception) -> None:
+        self.degraded = f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        if now - self._warned_at >= self.warn_every:
+            self._warned_at = now
+            log.warning("breaker of %s: state backend failed (%s); failing open", self.name, self.degraded)
+
     async def allow(self) -> bool:
         """Whether a call may go out now (in half-open: only the allowed number of probes).
 
         An allowed call must be followed by exactly one :meth:`record` (or :meth:`release`).
         """
-        allowed, before, after = await self.backend.acquire(self.name, self.policy, self.clock())
+        try:
+            allowed, before, after = await self.backend.acquire(self.name, self.policy, self.clock())
+        except Exception as exc:
+            self._backend_failed(exc)
+            return True
+        self.degraded = None
         self._emit(before, after)
         return allowed
 
@@ -215,19 +239,31 @@ class CircuitBreaker:
         left dangling.
         """
         ok_for_breaker = ok or category not in FAILURE_CATEGORIES
-        before, after = await self.backend.record(self.name, self.policy, self.clock(), ok_for_breaker,
-                                                  category)
+        try:
+            before, after = await self.backend.record(self.name, self.policy, self.clock(), ok_for_breaker,
+                                                      category)
+        except Exception as exc:
+            self._backend_failed(exc)
+            return BreakerSnapshot()
         self._emit(before, after)
         return after
 
     async def release(self) -> None:
         """Give back an allowed call that never got a result (it was cancelled)."""
-        before, after = await self.backend.record(self.name, self.policy, self.clock(), None, None)
+        try:
+            before, after = await self.backend.record(self.name, self.policy, self.clock(), None, None)
+        except Exception as exc:
+            self._backend_failed(exc)
+            return
         self._emit(before, after)
 
     async def refuses(self) -> bool:
         """Whether the breaker is open right now (a peek: takes no probe slot)."""
-        snap = await self.backend.snapshot(self.name)
+        try:
+            snap = await self.backend.snapshot(self.name)
+        except Exception as exc:
+            self._backend_failed(exc)
+            return False
         until = open_until(snap, self.policy)
         return until is not None and self.clock() < until
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,8 @@ REDIS_URL_ENV = "WAYSTATION_REDIS_URL"
 #: Environment variable naming the key prefix (default ``waystation``).
 REDIS_PREFIX_ENV = "WAYSTATION_REDIS_PREFIX"
 DEFAULT_PREFIX = "waystation"
+
+log = logging.getLogger("waystation.resilience.redis")
 
 
 class SharedStateError(WaystationError):
@@ -288,28 +291,46 @@ return '0'
 class RedisRateLimiter:
     """A station's calls-per-second limit kept in Redis: all processes together stay under it.
 
-    Calls are paced one interval (``1/per_second``) apart on the Redis clock, with no burst.
+    Calls are paced one interval (``1/per_second``) apart on the Redis clock, with no burst. When
+    Redis cannot be reached, this process paces itself alone at ``per_second`` (with a warning)
+    rather than stopping or calling unpaced.
     """
+
+    warn_every = 30.0
 
     def __init__(self, shared: SharedRedis, name: str, per_second: float) -> None:
         if per_second <= 0:
             raise ValueError("per_second must be positive")
         self.shared = shared
         self.name = name
+        self.per_second = per_second
         self.interval_us = max(1, round(1_000_000 / per_second))
         self._lock: asyncio.Lock | None = None
+        self._local: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._warned_at = -1e18
 
     async def acquire(self) -> None:
         """Wait until this process may make one more call."""
         loop = asyncio.get_running_loop()
         if self._lock is None or self._loop is not loop:
+            from aiolimiter import AsyncLimiter
+
             self._lock, self._loop = asyncio.Lock(), loop
+            self._local = AsyncLimiter(1, 1.0 / self.per_second)
         async with self._lock:
-            script = self.shared.script("rate", _RATE_LUA)
-            key = self.shared.key("rate", self.name)
-            while True:
-                wait_us = int(await script(keys=[key], args=[str(self.interval_us)]))
-                if wait_us <= 0:
-                    return
-                await asyncio.sleep(wait_us / 1_000_000)
+            try:
+                script = self.shared.script("rate", _RATE_LUA)
+                key = self.shared.key("rate", self.name)
+                while True:
+                    wait_us = int(await script(keys=[key], args=[str(self.interval_us)]))
+                    if wait_us <= 0:
+                        return
+                    await asyncio.sleep(wait_us / 1_000_000)
+            except Exception as exc:
+                now = loop.time()
+                if now - self._warned_at >= self.warn_every:
+                    self._warned_at = now
+                    log.warning("rate limit of %s: Redis failed (%s: %s); pacing this process alone",
+                                self.name, type(exc).__name__, exc)
+        await self._local.acquire()
