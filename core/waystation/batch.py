@@ -549,9 +549,10 @@ class BatchRunner:
     """Runs one batch (see the module docstring). ``await BatchRunner(cfg, host).run()``."""
 
     def __init__(self, cfg: BatchConfig, host: PluginHost, *, console: Console | None = None,
-                 err: Callable[[str], None] | None = None) -> None:
+                 err: Callable[[str], None] | None = None, store: CheckpointStore | None = None) -> None:
         self.cfg = cfg
         self.host = host
+        self._store = store
         self.console = console
         self._err = err or (lambda msg: log.warning("%s", msg))
         self._stopping = False
@@ -612,11 +613,12 @@ class BatchRunner:
             raise BatchError(f"{out_path}: the output would overwrite the input")
         out_fmt: Format = detect_format(out_path, cfg.output_format) if cfg.output_format or \
             out_path.suffix.lower() in (".csv", ".jsonl", ".ndjson", ".json") else fmt
-        store = open_store(cfg.checkpoint)
+        store = self._store if self._store is not None else open_store(cfg.checkpoint)
         try:
             return await self._run(store, route, plan, fmt, header, out_path, rej_path, out_fmt)
         finally:
-            await store.close()
+            if self._store is None:
+                await store.close()
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -639,6 +641,12 @@ class BatchRunner:
                 raise BatchError(f"run {run_id!r} read {meta.get('input')}, not {_abs(cfg.input)}")
             if meta.get("status") == "complete":
                 self._err(f"run {run_id} is already complete; rewriting its output from the checkpoints")
+            if meta.get("steps") and meta["steps"] != steps:
+                self._err(f"warning: the route's steps changed since run {run_id} started; finished leads "
+                          "keep their results, the others continue on the new steps")
+            if int(meta.get("input_size", 0)) > _size(cfg.input):
+                self._err(f"warning: {cfg.input} is smaller than when run {run_id} started; "
+                          "resuming by record position")
             out_offset, rej_offset = int(meta.get("out_offset", 0)), int(meta.get("rej_offset", 0))
             columns = meta.get("out_columns")
             if out_offset and (_size(out_path) < out_offset or _size(rej_path) < rej_offset):
@@ -672,12 +680,19 @@ class BatchRunner:
                         "limit": cfg.limit, "grace": cfg.grace},
             "status": "running", "written": state.written, "out_offset": out_offset,
             "rej_offset": rej_offset, "leads": state.leads, "started_at": started_at, "updated_at": now,
-            "resume_command": self.resume_command,
+            "resume_command": self.resume_command, "input_size": _size(cfg.input),
         })
-        await store.save_run(run_id, meta)
+        metrics = Metrics() if cfg.metrics_port is not None else None
+        if metrics is not None and cfg.metrics_port is not None:
+            metrics.serve(cfg.metrics_port, cfg.metrics_addr)  # a busy port fails before anything is recorded
+        try:
+            await store.save_run(run_id, meta)
+        except BaseException:
+            if metrics is not None:
+                metrics.stop()
+            raise
 
         collector = ReportCollector(run_id, route.name, [(s.id, s.spec.station) for s in plan.steps])
-        metrics = Metrics() if cfg.metrics_port is not None else None
         registered: list[object] = [collector] + ([metrics] if metrics is not None else [])
         for i, obj in enumerate(registered):
             self.host.pm.register(obj, name=f"waystation.batch:{run_id}:{i}")
@@ -689,8 +704,6 @@ class BatchRunner:
         loop = asyncio.get_running_loop()
         installed: list[int] = []
         try:
-            if metrics is not None and cfg.metrics_port is not None:
-                metrics.serve(cfg.metrics_port, cfg.metrics_addr)
             if cfg.handle_signals:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.add_signal_handler(sig, self._on_signal, sig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import socket
 import urllib.request
@@ -17,6 +18,7 @@ from waystation.batch import STATUS_COLUMNS, BatchConfig, BatchError, BatchRunne
 from waystation.plugins import PluginHost
 from waystation.report import report_from_store
 from waystation.stores import open_store
+from waystation.stores.memory import MemoryStore
 
 
 def host() -> PluginHost:
@@ -291,3 +293,70 @@ async def test_metrics_are_served_without_lead_ids(tmp_path: Path) -> None:
     assert "waystation_step_duration_seconds_bucket" in text
     assert "L0001" not in text and "lead_id" not in text
     assert lead_number("L0012") == 12
+
+
+class FlakyStore(MemoryStore):
+    """A memory store whose lead saves fail (like a full disk) while ``broken`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.saves_ok = 0
+        self.break_after: int | None = None
+
+    async def save(self, run_id: str, lead_id: str, state: dict[str, Any]) -> None:
+        if self.break_after is not None and self.saves_ok >= self.break_after:
+            raise OSError("disk full")
+        await super().save(run_id, lead_id, state)
+        self.saves_ok += 1
+
+
+async def test_a_failing_checkpoint_store_stops_the_batch_and_loses_nothing(tmp_path: Path) -> None:
+    inp = write_csv(tmp_path / "leads.csv", 50)
+    store = FlakyStore()
+    store.break_after = 41
+    errors: list[str] = []
+    c = cfg(tmp_path, noop_route(tmp_path), inp, concurrency=4, checkpoint="memory://")
+    res = await BatchRunner(c, host(), store=store, err=errors.append).run()
+    assert res.exit_code == 1 and res.error is not None and "disk full" in res.error
+    assert any("stopping the batch" in e for e in errors)
+    done = read_csv(tmp_path / "out.csv")
+    assert 0 < len(done) < 50 and all(r["_status"] == "succeeded" for r in done)
+    store.break_after = None
+    c2 = cfg(tmp_path, noop_route(tmp_path), inp, concurrency=4, checkpoint="memory://", resume=res.run_id)
+    res2 = await BatchRunner(c2, host(), store=store).run()
+    assert res2.exit_code == 0
+    assert [r["id"] for r in read_csv(tmp_path / "out.csv")] == [f"L{i:04d}" for i in range(1, 51)]
+
+
+async def test_failed_leads_go_to_the_rejects_file_with_their_error(tmp_path: Path) -> None:
+    with FakeVendor() as vendor:
+        route = tmp_path / "fail.yaml"
+        route.write_text(
+            "name: fail\nsteps:\n"
+            f"  - station: FakePhoneLookup\n    settings: {{base_url: '{vendor.url}'}}\n"
+            "  - station: FakeSkipTrace\n    on_error: fail\n    settings: {base_url: 'http://127.0.0.1:9'}\n")
+        inp = write_csv(tmp_path / "leads.csv", 12)
+        res = await run_batch(cfg(tmp_path, route, inp), host())
+    rows = read_csv(tmp_path / "out.csv")
+    hits = [r["id"] for r in rows if phone_of(r["id"])]
+    assert [r["id"] for r in rows if r["_status"] == "failed"] == hits
+    assert all("FakeSkipTrace failed" in r["_reason"] for r in rows if r["_status"] == "failed")
+    rejects = read_jsonl(tmp_path / "out.rejects.jsonl")
+    assert [r["lead_id"] for r in rejects] == hits
+    assert [r["line"] for r in rejects] == [int(h[1:]) + 1 for h in hits]
+    assert all(r["failed_steps"]["FakeSkipTrace"] for r in rejects)
+    trace = res.report.station("FakeSkipTrace")
+    assert trace.failed == trace.runs == len(hits) and sum(trace.errors.values()) == len(hits)
+    assert res.report.leads["failed"] == len(hits)
+
+
+async def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=150)
+    inp = write_csv(tmp_path / "leads.csv", 30)
+    await BatchRunner(cfg(tmp_path, noop_route(tmp_path), inp, progress=True, budget_total=1.0), host(),
+                      console=console).run()
+    text = buf.getvalue()
+    assert "leads/s" in text and "spent $" in text and "30" in text
