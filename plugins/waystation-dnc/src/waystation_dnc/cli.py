@@ -81,8 +81,9 @@ def import_(files: tuple[str, ...], list_name: str, changes: bool, action: str |
             if res.skipped:
                 console.print(f"{f}: already imported into {list_name} (use --force to import it again)")
                 continue
+            label = "change list" if changes else "full list" if list_name == "federal" else "list"
             console.print(
-                f"{f}: {'change' if changes else 'full'} list -> {list_name}: {res.lines} lines, +{res.added} added, "
+                f"{f}: {label} -> {list_name}: {res.lines} lines, +{res.added} added, "
                 f"-{res.deleted + res.replaced} removed, {res.rejected} rejected; area codes "
                 f"{_area_codes(res.area_codes)}")
             for ex in res.rejected_examples:
