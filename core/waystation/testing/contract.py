@@ -244,7 +244,8 @@ def check_declarations(station: type[Station], report: ContractReport) -> None:
         report.add("declarations", f"provides must map field name -> type, got {type(provides).__name__}")
     else:
         if not provides:
-            report.add("declarations", "provides is empty: declare every field the station may add")
+            report.notes.append("provides is empty: fine for a pure side-effect station, otherwise declare "
+                                "every field the station may add")
         for k, tp in provides.items():
             if not isinstance(k, str) or not _is_type_like(tp):
                 report.add("declarations", f"provides[{k!r}] = {tp!r} is not a type")

@@ -258,6 +258,7 @@ class FakeVendor(HTTPServer):
         self._req_lock = threading.Lock()
         self._released = threading.Event()
         self._released.set()
+        self._hold_timeout = 10.0
         self._capture: _Capture | None = None
         self._extra_logs: list[str] = []
         wz = logging.getLogger("werkzeug")
@@ -386,7 +387,7 @@ class FakeVendor(HTTPServer):
 
     def _render(self, reply: Reply, request: Request) -> Response:
         if not self._released.is_set():
-            self._released.wait(getattr(self, "_hold_timeout", 10.0))
+            self._released.wait(self._hold_timeout)
         if reply.delay:
             time.sleep(reply.delay)
         headers = dict(reply.headers)
