@@ -46,8 +46,9 @@ async def test_rate_limit_holds_with_200_leads_in_flight(srv: FaultServer) -> No
     times = srv.times("/v")
     assert len(times) == 200
     assert max_per_window(times) <= limit + 1
-    # paced from the start, no burst of a full second's worth (aiolimiter #200)
-    assert max_per_window(times, 0.25) <= limit * 0.25 + 1
+    # paced from the start, no burst of a full second's worth (aiolimiter #200); the slack is for
+    # network jitter (the first call also opens the connection, so the second can catch it up)
+    assert max_per_window(times, 0.25) <= limit * 0.25 + 3
 
 
 async def test_concurrency_cap(srv: FaultServer) -> None:
