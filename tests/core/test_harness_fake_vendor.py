@@ -34,6 +34,9 @@ def test_json_text_status_headers_and_patterns(fake_vendor: FakeVendor) -> None:
         assert c.post("/files/a").status_code == 500  # method does not match: nothing declared
         assert c.post("/scrub", json={"numbers": ["4155550100"]}).status_code == 201
         assert c.get("/arr").json() == [1, 2]
+        fake_vendor.json("/vnd", {"data": 1}, headers={"content-type": "application/vnd.api+json"})
+        r = c.get("/vnd")
+        assert r.headers.get_list("content-type") == ["application/vnd.api+json"] and r.json() == {"data": 1}
         r = c.get("/undeclared")
         assert r.status_code == 500 and "nothing declared for GET /undeclared" in r.text
     assert [u.path for u in fake_vendor.unmatched] == ["/files/a", "/undeclared"]

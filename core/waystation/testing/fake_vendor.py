@@ -391,6 +391,9 @@ class FakeVendor(HTTPServer):
         if reply.delay:
             time.sleep(reply.delay)
         headers = dict(reply.headers)
+        content_type = reply.content_type
+        for name in [h for h in headers if h.lower() == "content-type"]:
+            content_type = headers.pop(name)  # a declared Content-Type header wins
         if reply.fault == "reset":
             _drop(request)
             raise ConnectionResetError("fake vendor: reset")
@@ -403,7 +406,7 @@ class FakeVendor(HTTPServer):
                     yield body[i:i + 8]
 
             headers["Content-Length"] = str(len(body))
-            return Response(trickle(), reply.status, headers=headers, content_type=reply.content_type,
+            return Response(trickle(), reply.status, headers=headers, content_type=content_type,
                             direct_passthrough=True)
         if reply.fault == "truncated":
             half = reply.body[: max(1, len(reply.body) // 2)]
@@ -414,9 +417,9 @@ class FakeVendor(HTTPServer):
                 raise ConnectionResetError("fake vendor: truncated")
 
             headers["Content-Length"] = str(len(reply.body))
-            return Response(cut(), reply.status, headers=headers, content_type=reply.content_type,
+            return Response(cut(), reply.status, headers=headers, content_type=content_type,
                             direct_passthrough=True)
-        return Response(reply.body, reply.status, headers=headers, content_type=reply.content_type)
+        return Response(reply.body, reply.status, headers=headers, content_type=content_type)
 
     # -- inspecting -------------------------------------------------------------------------
 
