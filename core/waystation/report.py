@@ -273,6 +273,8 @@ def _money(v: float | None) -> str:
 def _secs(v: float | None) -> str:
     if v is None:
         return "-"
+    if v < 0.001:
+        return f"{v * 1e6:.0f} µs"
     return f"{v * 1000:.1f} ms" if v < 1 else f"{v:.2f} s"
 
 
@@ -286,16 +288,19 @@ def render_report(report: Report, console: Console) -> None:
 
     title = f"run {report.run_id} — route {report.route}" + ("" if report.complete else " (incomplete)")
     table = Table(title=title, title_justify="left")
-    for col, just in (("step", "left"), ("station", "left"), ("runs", "right"), ("ok", "right"),
-                      ("failed", "right"), ("skipped", "left"), ("p50", "right"), ("p95", "right"),
-                      ("cost", "right"), ("hit rate", "right"), ("cost/hit", "right"),
-                      ("in doubt", "right")):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    show_station = any(s.station != s.step for s in report.stations)
+    cols = [("step", "left")] + ([("station", "left")] if show_station else []) + [
+        ("runs", "right"), ("ok", "right"), ("failed", "right"), ("skipped", "left"), ("p50", "right"),
+        ("p95", "right"), ("cost", "right"), ("hit rate", "right"), ("cost/hit", "right"),
+        ("in doubt", "right")]
+    for col, just in cols:
+        table.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
     for s in report.stations:
         skipped = ", ".join(f"{k} {v}" for k, v in s.skipped.items()) or "-"
-        table.add_row(s.step, s.station, str(s.runs), str(s.succeeded), str(s.failed), skipped,
-                      _secs(s.latency_p50), _secs(s.latency_p95), _money(s.cost), _pct(s.hit_rate),
-                      _money(s.cost_per_hit), str(s.in_doubt))
+        row = [s.step] + ([s.station] if show_station else []) + [
+            str(s.runs), str(s.succeeded), str(s.failed), skipped, _secs(s.latency_p50), _secs(s.latency_p95),
+            _money(s.cost), _pct(s.hit_rate), _money(s.cost_per_hit), str(s.in_doubt)]
+        table.add_row(*row)
     if not console.is_terminal and console.width < 150:
         # a file or a pipe gets the whole table rather than an 80-column squeeze
         from rich.console import Console as _Console

@@ -220,3 +220,44 @@ async def test_hook_after_lead() -> None:
     await run_with(spy, "name: r\nsteps:\n  - station: A\n", [make("A", {"a": str})])
     assert spy.of("after_lead") == ["succeeded"]
     assert [n for n, _ in spy.calls] == ["before_lead", "before_step", "on_cost", "after_step", "after_lead"]
+
+
+class BatchSpy:
+    """Implements the batch hooks (called by ``waystation.batch``)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    @hookimpl
+    def before_batch(self, route: Any) -> None:
+        self.calls.append(("before_batch", route.name))
+
+    @hookimpl
+    def after_batch(self, route: Any, report: Any) -> None:
+        self.calls.append(("after_batch", (route.name, report.leads["succeeded"], report.complete)))
+
+
+async def _run_batch_with(spy: BatchSpy, tmp_path: Path) -> None:
+    from waystation.batch import BatchConfig, run_batch
+
+    route = tmp_path / "r.yaml"
+    route.write_text("name: r\nsteps:\n  - station: A\n")
+    leads = tmp_path / "leads.csv"
+    leads.write_text("id,name\nL1,Ann\nL2,Bob\n")
+    host = PluginHost()
+    host.add_stations([make("A", {"a": str})])
+    host.pm.register(spy)
+    await run_batch(BatchConfig(route=route, input=leads, output=tmp_path / "out.csv", checkpoint="memory://"),
+                    host)
+
+
+async def test_hook_before_batch(tmp_path: Path) -> None:
+    spy = BatchSpy()
+    await _run_batch_with(spy, tmp_path)
+    assert spy.calls[0] == ("before_batch", "r")
+
+
+async def test_hook_after_batch(tmp_path: Path) -> None:
+    spy = BatchSpy()
+    await _run_batch_with(spy, tmp_path)
+    assert spy.calls == [("before_batch", "r"), ("after_batch", ("r", 2, True))]
