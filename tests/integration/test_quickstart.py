@@ -1,9 +1,9 @@
-"""The README quickstart on a fresh machine: a new virtualenv, the core and the four offline
-plugins installed from this repository, then
+"""The README quickstart on a fresh machine: the first command of the README's Quickstart section
+(a new virtualenv, the core and the four offline plugins installed, then
 
     waystation run routes/free-only.yaml examples/leads.csv -o out/enriched.csv
 
-run from a directory holding only ``routes/`` and ``examples/``. The enriched file is checked
+) run with bash in a clean copy of the repository (no virtualenv, no state, no output yet). The enriched file is checked
 against the sample data itself: every lead is present once, normalised phones are valid E.164,
 Do-Not-Call-listed leads (computed here from ``examples/dnc/``) are stopped before income and
 save, and every other lead with a known ZIP code has the ZIP's income. A second run must not
@@ -47,31 +47,55 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _sh(cmd: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+def _sh(cmd: list[str], cwd: Path, timeout: float = 900, path_first: str | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    env = _env()
+    if path_first:
+        env["PATH"] = path_first + os.pathsep + env.get("PATH", "")
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, (
         f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n"
         f"--- stderr\n{proc.stderr[-4000:]}")
     return proc
 
 
+def quickstart_command() -> str:
+    """The README's first quickstart command (the first ``sh`` block under "## Quickstart")."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Quickstart", 1)[1]
+    blocks = re.findall(r"```(?:sh|bash|console)?\n(.*?)```", section, flags=re.S)
+    command = next((b.strip() for b in blocks if "waystation run" in b), None)
+    assert command, "README.md has no quickstart command running 'waystation run'"
+    assert "waystation " + " ".join(RUN) in command, command
+    return command
+
+
+def _ignore(directory: str, names: list[str]) -> set[str]:
+    junk = {".git", ".venv", ".tox", "out", ".waystation", "__pycache__", ".pytest_cache", ".mypy_cache",
+            ".ruff_cache", "build", "dist"}
+    return {n for n in names if n in junk or n.endswith(".egg-info")}
+
+
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A new virtualenv with the core and the offline plugins, a working directory with the
-    repository's routes and examples, and the output of the quickstart run in it."""
-    base = tmp_path_factory.mktemp("quickstart")
-    venv = base / "venv"
-    _sh([sys.executable, "-m", "venv", str(venv)], base)
-    py = venv / "bin" / "python"
-    _sh([str(py), "-m", "pip", "install", "-q", str(ROOT), *[str(ROOT / "plugins" / p) for p in PLUGINS]], base)
-    work = base / "work"
+    """A clean copy of the repository in which the README's quickstart command ran: it made a new
+    virtualenv, installed the core and the offline plugins, and enriched the example leads."""
+    work = tmp_path_factory.mktemp("quickstart") / "waystation"
     work.mkdir()
-    shutil.copytree(ROOT / "routes", work / "routes")
-    shutil.copytree(ROOT / "examples", work / "examples")
-    first = _sh([str(venv / "bin" / "waystation"), *RUN], work)
+    for name in ("pyproject.toml", "README.md", "CHANGELOG.md", "LICENSE"):
+        if (ROOT / name).exists():
+            shutil.copy2(ROOT / name, work / name)
+    for name in ("core", "routes", "examples"):
+        shutil.copytree(ROOT / name, work / name, ignore=_ignore)
+    for name in PLUGINS:
+        shutil.copytree(ROOT / "plugins" / name, work / "plugins" / name, ignore=_ignore)
+    env_bin = str(Path(sys.executable).parent)  # a python3 >= 3.11 first on PATH, as on a fresh machine
+    first = _sh(["bash", "-e", "-c", quickstart_command()], work, path_first=env_bin)
+    venv = work / ".venv"
     with (work / "out" / "enriched.csv").open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    return {"venv": venv, "py": py, "work": work, "stdout": first.stdout + first.stderr, "rows": rows}
+    return {"venv": venv, "py": venv / "bin" / "python", "work": work, "stdout": first.stdout + first.stderr,
+            "rows": rows}
 
 
 def _digits10(text: str) -> str | None:
