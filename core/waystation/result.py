@@ -43,6 +43,7 @@ class StepRecord(BaseModel):
     intent: bool = False
     pending_cost: float = 0.0
     misses: dict[str, str] = Field(default_factory=dict)
+    cleared: list[str] = Field(default_factory=list)
 
     @property
     def ended(self) -> bool:
@@ -99,8 +100,8 @@ class RunContext:
     """
 
     __slots__ = (
-        "budget", "data", "errors", "extra", "input", "lead_id", "outcomes", "provenance", "reason",
-        "resumed", "route", "run_id", "status", "steps",
+        "_dumps", "budget", "data", "errors", "extra", "input", "lead_id", "outcomes", "provenance",
+        "reason", "resumed", "route", "run_id", "status", "steps",
     )
 
     def __init__(self, lead_id: str, route: str, input: dict[str, Any], budget: Budget,
@@ -119,6 +120,7 @@ class RunContext:
         self.reason: str | None = None
         self.resumed = False
         self.extra: dict[str, Any] = {}
+        self._dumps: dict[str, tuple[StepRecord, dict[str, Any], dict[str, Any]]] = {}
 
     @property
     def costs(self) -> dict[str, float]:
@@ -137,7 +139,7 @@ class RunContext:
             "route": self.route,
             "run_id": self.run_id,
             "input": self.input,
-            "steps": {k: _dump_record(v) for k, v in self.steps.items()},
+            "steps": self._dump_steps(),
             "outcomes": self.outcomes,
             "provenance": {k: {"step": v.step, "at": v.at, "cost": v.cost} for k, v in self.provenance.items()},
             "spent_micros": self.budget.spent_micros,
@@ -145,6 +147,25 @@ class RunContext:
             "status": self.status,
             "reason": self.reason,
         }
+
+    def _dump_steps(self) -> dict[str, dict[str, Any]]:
+        # A checkpoint is written after every step, so most records are dumped many times while
+        # unchanged: reuse the last dump while the record's fields still equal a snapshot taken
+        # then (lists and dicts copied, so in-place changes are seen too). The dumps are shared
+        # between successive states: treat a state as read-only.
+        cache = self._dumps
+        out: dict[str, dict[str, Any]] = {}
+        for k, rec in self.steps.items():
+            values = rec.__dict__
+            hit = cache.get(k)
+            if hit is not None and hit[0] is rec and hit[1] == values:
+                out[k] = hit[2]
+                continue
+            dump = out[k] = _dump_record(rec)
+            snap = dict(values)
+            snap["validation"], snap["misses"] = list(values["validation"]), dict(values["misses"])
+            cache[k] = (rec, snap, dump)
+        return out
 
     @classmethod
     def from_state(cls, state: dict[str, Any], budget: Budget) -> RunContext:

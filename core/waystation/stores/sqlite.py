@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import sqlite3
 import threading
 import time
@@ -89,10 +90,9 @@ class SQLiteStore:
         self.synchronous = sync
         self.busy_timeout = int(opts.get("busy_timeout", "10000"))
         self.stats = StoreStats()
-        self._ops: list[_Op] = []
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._closing = False
+        # Callers put operations on a C-level SimpleQueue: no Python lock a GIL-less writer
+        # thread could hold while the event loop waits on it. ``None`` asks the writer to stop.
+        self._ops: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._closed = False
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -134,16 +134,25 @@ class SQLiteStore:
             return
         self._ready.set()
         try:
-            while True:
-                self._wake.wait()
-                with self._lock:
-                    ops, self._ops = self._ops, []
-                    self._wake.clear()
-                    closing = self._closing
+            closing = False
+            while not closing:
+                first = self._ops.get()
+                ops: list[_Op] = []
+                if first is None:
+                    closing = True
+                else:
+                    ops.append(first)
+                while True:  # take everything queued meanwhile: that is the group
+                    try:
+                        op = self._ops.get_nowait()
+                    except queue.Empty:
+                        break
+                    if op is None:
+                        closing = True
+                    else:
+                        ops.append(op)
                 if ops:
                     self._run_batch(conn, ops)
-                if closing and not self._ops:
-                    break
         finally:
             conn.close()
 
@@ -203,9 +212,7 @@ class SQLiteStore:
         if self._closed:
             raise RuntimeError(f"checkpoint store {self.path} is closed")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        with self._lock:
-            self._ops.append((kind, payload, fut))
-            self._wake.set()
+        self._ops.put((kind, payload, fut))
         return fut
 
     def _read(self, sql: str, params: tuple[Any, ...], one: bool = False) -> Any:
@@ -284,10 +291,8 @@ class SQLiteStore:
         """Commit what is queued, stop the writer thread and close the file."""
         if self._closed:
             return
-        with self._lock:
-            self._closing = True
-            self._wake.set()
         self._closed = True
+        self._ops.put(None)
         await asyncio.to_thread(self._thread.join)
         with self._rlock:
             self._reader.close()
