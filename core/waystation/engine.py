@@ -314,7 +314,7 @@ class Engine:
         prov: dict[str, Provenance] = {}
         for ps in self.plan.steps:
             fields = rc.outcomes.get(ps.id)
-            if fields:
+            if fields is not None:
                 self._merge(data, prov, ps, fields, rc)
         rc.data = data
         if rc.provenance:
@@ -336,6 +336,11 @@ class Engine:
                 old = rc.provenance.get(k)
                 prov[k] = old if (old is not None and old.step == ps.id) else Provenance(step=ps.id, at=now,
                                                                                           cost=cost)
+        if rec is not None and rec.cleared:
+            for k in rec.cleared:
+                data.pop(k, None)
+                if prov is not None:
+                    prov.pop(k, None)
 
     def _view(self, ps: PlannedStep, rc: RunContext, merged: int) -> Mapping[str, Any]:
         anc = ps.ancestors
@@ -345,7 +350,7 @@ class Engine:
         steps = self.plan.steps
         for a in anc:
             fields = rc.outcomes.get(steps[a].id)
-            if fields:
+            if fields is not None:
                 self._merge(data, None, steps[a], fields, rc)
         return MappingProxyType(data)
 
@@ -367,7 +372,7 @@ class Engine:
             while merged < n and done[merged]:
                 ps = steps[merged]
                 fields = rc.outcomes.get(ps.id)
-                if fields:
+                if fields is not None:
                     self._merge(data, prov, ps, fields, rc)
                 merged += 1
             for c in steps[i].dependents:
@@ -633,6 +638,9 @@ class Engine:
         if not isinstance(out, Outcome):
             raise OutcomeValidationError(f"{name}.process returned {type(out).__name__}, not an Outcome")
         provides = ps.provides
+        for k in out.clear:
+            if k not in provides:
+                raise OutcomeValidationError(f"{name} asks to clear field {k!r}, which it does not declare in provides")
         simple = True
         for k, v in out.fields.items():
             tp = provides.get(k)
@@ -736,6 +744,8 @@ class Engine:
         rec.pending_cost = 0.0
         if outcome.misses:
             rec.misses = dict(outcome.misses)
+        if outcome.clear:
+            rec.cleared = [k for k in outcome.clear if k not in fields]
         if decision[0] is not Stop.CONTINUE:
             rec.stop, rec.stop_reason = decision[0].value, decision[1]
         if outcome.reason and not rec.stop_reason:

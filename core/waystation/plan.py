@@ -217,6 +217,8 @@ class _Compiler:
             try:
                 ps.settings = _settings_for(cls, spec.settings)
                 ps.secrets = tuple(ps.settings.secret_values())
+                if spec.cost is None:
+                    ps.cost = float(cls.declared_cost(ps.settings))
             except ValidationError as exc:
                 for e in exc.errors():
                     where = ".".join(str(p) for p in e["loc"]) or "settings"

@@ -38,7 +38,8 @@ class Outcome(BaseModel):
 
     ``Outcome({"phone": "+14155550100"}, cost=0.01)``. A field whose value is ``None`` means
     "looked, found nothing" and is not merged. ``misses`` may say, per field, why no value was
-    found (it is kept in the step's record).
+    found (it is kept in the step's record). ``clear`` names declared fields to *remove* from the
+    lead (e.g. an input phone that is not a real number, so no later step pays to look it up).
     """
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
@@ -48,6 +49,7 @@ class Outcome(BaseModel):
     stop: Stop = Stop.CONTINUE
     reason: str | None = None
     misses: dict[str, str] = Field(default_factory=dict)
+    clear: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -56,11 +58,12 @@ class Outcome(BaseModel):
         stop: Stop = Stop.CONTINUE,
         reason: str | None = None,
         misses: Mapping[str, str] | None = None,
+        clear: tuple[str, ...] | list[str] = (),
         **extra: Any,
     ) -> None:
         super().__init__(
             fields=dict(fields or {}), cost=cost, stop=stop, reason=reason, misses=dict(misses or {}),
-            **extra,
+            clear=tuple(clear), **extra,
         )
 
     @property
@@ -130,6 +133,15 @@ class Station:
 
     def __init__(self, settings: StationSettings | None = None) -> None:
         self.settings: StationSettings = settings if settings is not None else type(self).Settings()
+
+    @classmethod
+    def declared_cost(cls, settings: StationSettings) -> float:
+        """The price reserved against the budget before each call (USD).
+
+        Defaults to ``cost``; override it when the price depends on settings (which data sets a
+        lookup asks for, a negotiated price). A route step's ``cost:`` still takes precedence.
+        """
+        return cls.cost
 
     @classmethod
     def is_paid(cls) -> bool:

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-
 from toys import make
 from waystation import PluginHost
 from waystation.cli.main import cli

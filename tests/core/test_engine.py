@@ -350,3 +350,64 @@ async def test_a_raising_observer_hook_is_recorded_not_fatal() -> None:
 
     result = await run(route("station: A"), [make("A", {"a": str})], plugins=[Broken()])
     assert result.status == "succeeded" and "observer bug" in result.errors[0]
+
+
+async def test_a_station_can_clear_a_declared_field_so_later_steps_do_not_use_it(recorder) -> None:
+    class Normalizer(Station):
+        """Clears an input phone that is not a real number."""
+
+        name = "Normalizer"
+        provides = {"phone": str, "phone_valid": bool}
+
+        async def process(self, ctx: StepContext) -> Outcome:
+            return Outcome({"phone_valid": False}, clear=("phone",), misses={"phone": "not a number"})
+
+    lookup = make("Lookup", {"line_type": str}, requires=("phone",), cost=0.01)
+    result = await run(route("station: Normalizer", "station: Lookup"), [Normalizer, lookup],
+                       {"first_name": "Ada", "phone": "555-CALL-NOW"})
+    assert "phone" not in result.data and result.data["phone_valid"] is False
+    assert result.steps["Normalizer"].cleared == ["phone"]
+    assert result.steps["Lookup"].reason == "missing_requirements" and "Lookup" not in recorder.calls
+
+
+async def test_clearing_an_undeclared_field_is_refused() -> None:
+    class Rogue(Station):
+        """Clears what it does not own."""
+
+        name = "Rogue"
+        provides = {"x": str}
+
+        async def process(self, ctx: StepContext) -> Outcome:
+            return Outcome({}, clear=("first_name",))
+
+    result = await run(route("station: Rogue"), [Rogue])
+    assert result.steps["Rogue"].status == "failed" and result.data["first_name"] == "Ada"
+
+
+async def test_declared_cost_can_follow_settings() -> None:
+    from waystation import StationSettings
+
+    class PriceSettings(StationSettings):
+        """Which data sets to buy."""
+
+        caller_name: bool = False
+
+    class Lookup(Station):
+        """Costs more with caller name."""
+
+        name = "Lookup"
+        provides = {"x": str}
+        cost = 0.0025
+        Settings = PriceSettings
+
+        @classmethod
+        def declared_cost(cls, settings: Any) -> float:
+            return cls.cost + (0.003 if settings.caller_name else 0.0)
+
+        async def process(self, ctx: StepContext) -> Outcome:
+            return Outcome({"x": "1"}, cost=0.0055)
+
+    engine = Engine.from_text(route("station: Lookup\n    settings: {caller_name: true}"), [Lookup])
+    assert engine.plan.steps[0].cost == 0.0055
+    result = await run(route("station: Lookup\n    settings: {caller_name: true}", budget=0.005), [Lookup])
+    assert result.steps["Lookup"].reason == "budget"
