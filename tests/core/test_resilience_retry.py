@@ -346,7 +346,7 @@ async def test_slow_vendor_times_out_without_leftovers(srv: FaultServer) -> None
     srv.default("/v", slow(5.0))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        async with engine_for(srv, Spy(), timeout=0.1, retry={**POLICY, "max_attempts": 2}) as engine:
+        async with engine_for(srv, Spy(), timeout=0.5, retry={**POLICY, "max_attempts": 2}) as engine:
             results = await asyncio.gather(*(engine.run(lead(i)) for i in range(20)))
         gc.collect()
     assert {(r.steps["ToyVendor"].error_category, r.steps["ToyVendor"].attempts) for r in results} == {("timeout", 2)}
