@@ -61,7 +61,7 @@ def route_text(srv: FaultServer, **step: Any) -> str:
 
 def engine_for(srv: FaultServer, spy: Spy, stations: list[type[Station]] | None = None, **step: Any) -> Engine:
     step.setdefault("retry", POLICY)
-    step.setdefault("timeout", 0.3)
+    step.setdefault("timeout", 0.8)
     return Engine.from_text(route_text(srv, **step), stations or [ToyVendor], plugins=[spy])
 
 
