@@ -186,3 +186,18 @@ async def test_installed_plugin_is_discovered_with_its_hook(registry: dict[str, 
     async with engine:
         result = await engine.run({"phone": "+12125550100"})
     assert result.status == "stopped"
+
+
+async def test_stale_data_warns_or_fails(write: Write, store_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from waystation_dnc.store import DNCStore
+
+    with DNCStore(store_path) as st:
+        st.import_file(write("old/212.txt", "2125550100\n"), as_of=datetime.now(UTC) - timedelta(days=45))
+    settings = {"store": str(store_path)}
+    run = await run_station(DNCScrubStation, {"phone": "+12125550100"}, settings=settings)
+    assert run.fields["dnc_listed"] is True
+    assert "older than 31 days (federal: 45 days)" in caplog.text
+    run = await run_station(DNCScrubStation, {"phone": "+12125550100"}, settings={**settings, "on_stale": "fail"})
+    assert run.record.status == "failed" and "download the registry" in (run.record.error or "")

@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-from waystation import Outcome, RetryPolicy, Station, StationSettings, StepContext
+from waystation import Outcome, PermanentError, RetryPolicy, Station, StationSettings, StepContext
 
 from waystation_dnc.lists import LISTS, UNLOADED, ListName, OnListed
 
@@ -52,7 +52,9 @@ class DNCSettings(StationSettings):
         default=True,
         description="Treat a number as listed when no federal full list of its area code is loaded "
                     "(calling an area code you have not downloaded is not allowed).")
-    max_age_days: float = Field(default=31, gt=0, description="Warn when the registry data is older.")
+    max_age_days: float = Field(default=31, gt=0, description="Registry data older than this is stale.")
+    on_stale: Literal["warn", "fail"] = Field(
+        default="warn", description="Stale data: log a warning, or fail the step (nothing is scrubbed).")
 
 
 class DNCScrubStation(Station):
@@ -95,6 +97,9 @@ class DNCScrubStation(Station):
             log.warning("DNC store %s has no federal registry data: %s", self.config.store,
                         "every number is treated as listed" if self.config.unloaded_area_code
                         else "numbers are checked against the other lists only")
+        if stale and self.config.on_stale == "fail":
+            raise PermanentError(f"DNC data in {self.config.store} is older than {self.config.max_age_days:g} "
+                                 f"days ({stale}): download the registry and import it again")
         if stale:
             log.warning("DNC data in %s is older than %g days (%s): download the registry again",
                         self.config.store, self.config.max_age_days, stale)
