@@ -261,3 +261,49 @@ async def test_hook_after_batch(tmp_path: Path) -> None:
     spy = BatchSpy()
     await _run_batch_with(spy, tmp_path)
     assert spy.calls == [("before_batch", "r"), ("after_batch", ("r", 2, True))]
+
+
+def _batch_files(tmp_path: Path) -> tuple[Path, Path]:
+    route = tmp_path / "r.yaml"
+    route.write_text("name: batch\nsteps:\n  - station: A\n")
+    leads = tmp_path / "leads.csv"
+    leads.write_text("id,first_name\n1,Ada\n2,Bob\n")
+    return route, leads
+
+
+async def _run_batch(tmp_path: Path, plugin: object) -> Any:
+    from waystation.batch import BatchConfig, BatchRunner
+
+    route, leads = _batch_files(tmp_path)
+    host = PluginHost()
+    host.add_station(make("A", {"a": str}))
+    host.pm.register(plugin)
+    cfg = BatchConfig(route=route, input=leads, output=tmp_path / "out.csv",
+                      checkpoint=f"sqlite:///{tmp_path / 'ck.db'}")
+    return await BatchRunner(cfg, host).run()
+
+
+async def test_hook_before_batch(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    class Start:
+        @hookimpl
+        def before_batch(self, route: Any) -> None:
+            seen.append(route.name)
+
+    result = await _run_batch(tmp_path, Start())
+    assert result.exit_code == 0 and seen == ["batch"]
+
+
+async def test_hook_after_batch(tmp_path: Path) -> None:
+    reports: list[Any] = []
+
+    class End:
+        @hookimpl
+        def after_batch(self, route: Any, report: Any) -> None:
+            reports.append((route.name, report))
+
+    result = await _run_batch(tmp_path, End())
+    assert result.exit_code == 0 and len(reports) == 1
+    name, report = reports[0]
+    assert name == "batch" and report is result.report

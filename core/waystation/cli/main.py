@@ -130,7 +130,7 @@ def check(ctx: click.Context, route: str, as_json: bool, input_fields: str | Non
             if s.fallback_fields:
                 extra.append(f"fallback for {', '.join(s.fallback_fields)}")
             parts.append(s.id + tag + (f" [{'; '.join(extra)}]" if extra else ""))
-        console.print(f"  level {lvl}: " + " | ".join(parts))
+        console.print(f"  level {lvl}: " + " | ".join(parts), markup=False)
     for w in plan.warnings:
         err_console.print(f"[yellow]warning[/yellow] {w}")
     needed = sorted(plan.requirements())
