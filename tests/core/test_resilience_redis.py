@@ -222,3 +222,10 @@ async def test_an_unreachable_redis_fails_open_with_one_warning(caplog: pytest.L
     pacing = [r for r in caplog.records if "pacing this process alone" in r.getMessage()]
     assert len(failing) == 1 and len(pacing) == 1
     assert "hunter2" not in caplog.text
+
+
+def test_cli_without_redis_explains_where_shared_breakers_live(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WAYSTATION_REDIS_URL", raising=False)
+    result = CliRunner().invoke(cli, ["breaker", "reset", "RapidApiStation"])
+    assert result.exit_code == 2
+    assert "WAYSTATION_REDIS_URL" in result.output and "shared: redis" in result.output
