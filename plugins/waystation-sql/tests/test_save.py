@@ -157,7 +157,16 @@ async def test_unreachable_database_is_a_recorded_failure(tmp_path: Any) -> None
                             step={"retry": {"max_attempts": 2}})
     assert run.record.status == "failed" and run.record.attempts == 2
     assert run.record.error_category == "transient"
-    assert "hunter2" not in (run.record.error or "") and "127.0.0.1" in (run.record.error or "")
+    assert "hunter2" not in (run.record.error or "")
+    assert "postgresql database none at 127.0.0.1:1 as nobody, table leads" in (run.record.error or "")
+
+
+async def test_sqlite_errors_name_the_file(tmp_path: Any) -> None:
+    (tmp_path / "a-directory.db").mkdir()
+    url = f"sqlite:///{tmp_path / 'a-directory.db'}"
+    run = await run_station(DatabaseSaveStation, {"id": "1"}, settings={"url": url})
+    assert run.record.status == "failed"
+    assert f"SQLite file {tmp_path / 'a-directory.db'} table leads" in (run.record.error or "")
 
 
 def test_bad_url_is_a_route_error() -> None:

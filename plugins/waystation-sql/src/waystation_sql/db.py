@@ -109,9 +109,15 @@ class LeadTable:
 
     @property
     def where(self) -> str:
-        """The database and table, with any password hidden (for messages)."""
+        """The database and table for messages: never the URL itself (it is a secret, and may hold a
+        password)."""
         name = f"{self.schema}.{self.settings.table}" if self.schema else self.settings.table
-        return f"{self.url.render_as_string(hide_password=True)} table {name}"
+        u = self.url
+        if self.dialect == "sqlite":
+            return f"SQLite file {u.database or ':memory:'} table {name}"
+        port = f":{u.port}" if u.port else ""
+        user = f" as {u.username}" if u.username else ""
+        return f"{u.get_backend_name()} database {u.database} at {u.host}{port}{user}, table {name}"
 
     @property
     def dialect(self) -> str:
