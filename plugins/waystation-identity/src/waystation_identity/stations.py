@@ -35,6 +35,9 @@ class IdentitySettings(StationSettings):
         True, description="Read a lead's 2-letter `country` field as the region of its phone number.")
     company_words: tuple[str, ...] = Field(
         (), description="Extra words that mark a name as a business (added to the built-in list).")
+    clear_invalid: bool = Field(
+        True, description="Remove an input phone or e-mail that is not valid from the lead (the raw value "
+        "stays in the input columns), so that no later step pays to look it up.")
 
     @field_validator("default_region")
     @classmethod
@@ -104,4 +107,8 @@ class IdentityResolutionStation(Station):
         assert self.resolver is not None
         fields: dict[str, Any]
         fields, misses = self.resolver.resolve(ctx.data)
-        return Outcome(fields, misses=misses)
+        clear: list[str] = []
+        if self.settings.clear_invalid:  # type: ignore[attr-defined]
+            clear = [name for name in ("phone", "email")
+                     if fields.get(f"{name}_valid") is False and name not in fields and name in ctx.data]
+        return Outcome(fields, misses=misses, clear=clear)
