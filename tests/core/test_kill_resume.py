@@ -185,16 +185,21 @@ class Batch:
         return {"in_doubt": in_doubt, "billed": billed, "report": report}
 
 
+def _case(store: str, point: str, station: str, nth: int) -> Any:
+    marks = [pytest.mark.redis] if store == "redis" else []
+    return pytest.param(store, point, station, nth, marks=marks, id=f"{store}-{point}-{station}-{nth}")
+
+
 @pytest.mark.parametrize(("store_url", "point", "station", "nth"), [
-    ("sqlite", "before_call", "FakePhoneLookup", 5),
-    ("sqlite", "after_answer", "FakePhoneLookup", 5),
-    ("sqlite", "after_checkpoint", "FakePhoneLookup", 5),
-    ("sqlite", "after_answer", "FakeSkipTrace", 3),
-    ("sqlite", "before_call", "FakeSkipTrace", 3),
-    (REDIS, "before_call", "FakePhoneLookup", 4),
-    (REDIS, "after_answer", "FakePhoneLookup", 4),
-    (REDIS, "after_answer", "FakeSkipTrace", 2),
-    (REDIS, "after_checkpoint", "FakeSkipTrace", 2),
+    _case("sqlite", "before_call", "FakePhoneLookup", 5),
+    _case("sqlite", "after_answer", "FakePhoneLookup", 5),
+    _case("sqlite", "after_checkpoint", "FakePhoneLookup", 5),
+    _case("sqlite", "after_answer", "FakeSkipTrace", 3),
+    _case("sqlite", "before_call", "FakeSkipTrace", 3),
+    _case("redis", "before_call", "FakePhoneLookup", 4),
+    _case("redis", "after_answer", "FakePhoneLookup", 4),
+    _case("redis", "after_answer", "FakeSkipTrace", 2),
+    _case("redis", "after_checkpoint", "FakeSkipTrace", 2),
 ], indirect=["store_url"])
 def test_kill_at_a_point_then_resume(tmp_path: Path, store_url: str, point: str, station: str, nth: int) -> None:
     with FakeVendor() as vendor:
