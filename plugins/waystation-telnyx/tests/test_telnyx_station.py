@@ -354,11 +354,21 @@ async def test_key_echoed_by_vendor_is_redacted(telnyx: HTTPServer, settings: di
 
 
 async def test_budget_too_small_skips_before_any_call(telnyx: HTTPServer, settings: dict[str, Any]) -> None:
-    run = await run_station(TelnyxGatekeepStation, {"phone": MOBILE}, settings=settings, budget=0.005,
-                            plugins=[plugin])
+    # carrier + caller name reserve $0.0055, more than the $0.005 budget
+    run = await run_station(TelnyxGatekeepStation, {"phone": MOBILE}, settings={**settings, "caller_name": True},
+                            budget=0.005, plugins=[plugin])
     assert run.record.status == "skipped"
     assert run.record.reason == "budget"
     assert telnyx.log == []
+
+
+async def test_reserved_cost_follows_the_data_sets_requested(telnyx: HTTPServer, settings: dict[str, Any]) -> None:
+    """Carrier only: the reservation is the carrier price, so a $0.0025 budget is enough."""
+    serve(telnyx, MOBILE, "constructed_carrier_mobile")
+    run = await run_station(TelnyxGatekeepStation, {"phone": MOBILE}, settings=settings, budget=0.0025,
+                            plugins=[plugin])
+    assert run.record.status == "succeeded"
+    assert run.result.total_cost == pytest.approx(0.0025)
 
 
 async def test_reserved_cost_follows_step_cost_override(telnyx: HTTPServer, settings: dict[str, Any]) -> None:

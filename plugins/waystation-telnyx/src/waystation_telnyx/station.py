@@ -203,8 +203,8 @@ class TelnyxGatekeepStation(Station):
     """Looks a phone number up at Telnyx (Number Lookup v2) and provides its line type, carrier,
     portability and (optionally) caller name; the plugin's stop hook gates the route on them.
 
-    Requires ``phone``. Cost per lookup is the sum of the requested data sets' prices; the
-    declared ``cost`` (what is reserved) is carrier + caller name at the default prices.
+    Requires ``phone``. Cost per lookup is the sum of the requested data sets' prices, and that is
+    what is reserved before each call (:meth:`declared_cost` follows the settings).
     """
 
     name = "TelnyxGatekeepStation"
@@ -231,15 +231,17 @@ class TelnyxGatekeepStation(Station):
         super().__init__(settings)
         self._client: httpx.AsyncClient | None = None
 
+    @classmethod
+    def declared_cost(cls, settings: StationSettings) -> float:
+        """Reserve exactly what one lookup with these settings costs."""
+        assert isinstance(settings, TelnyxSettings)
+        return settings.lookup_price()
+
     async def open(self) -> None:
         """Create the HTTP client (httpx is imported here, not at plugin import)."""
         import httpx
 
         s = self.settings
-        if s.lookup_price() > type(self).cost + 1e-12:
-            log.warning("TelnyxGatekeepStation: configured prices ($%.4f per lookup) exceed the declared "
-                        "cost $%.4f: set the step's cost: so the budget reservation covers it",
-                        s.lookup_price(), type(self).cost)
         headers = {"Accept": "application/json", "User-Agent": "waystation-telnyx/0.1"}
         if s.api_key is not None and s.api_key.get_secret_value():
             headers["Authorization"] = f"Bearer {s.api_key.get_secret_value()}"
