@@ -38,6 +38,7 @@ from waystation.resilience.ratelimit import RateBackend, StationLimiter
 from waystation.resilience.redis_shared import (
     REDIS_URL_ENV,
     RedisBreakerBackend,
+    RedisConcurrency,
     RedisRateLimiter,
     SharedRedis,
     SharedStateError,
@@ -172,7 +173,9 @@ class Engine:
                 if ps.rate_limit.shared == "redis" and ps.rate_limit.per_second:
                     rb = rate_backend(key, ps.rate_limit) if rate_backend is not None else \
                         RedisRateLimiter(shared(), key, ps.rate_limit.per_second)
-                self._limiters[key] = StationLimiter(key, ps.rate_limit, rb)
+                slots = RedisConcurrency(shared(), key, ps.rate_limit.concurrent) \
+                    if ps.rate_limit.shared == "redis" and ps.rate_limit.concurrent else None
+                self._limiters[key] = StationLimiter(key, ps.rate_limit, rb, slots)
         self.refresh_hooks()
 
     # -- construction -----------------------------------------------------------------------

@@ -167,6 +167,20 @@ async def test_two_processes_share_one_rate_limit(srv: FaultServer, shared: Shar
 
 
 @pytest.mark.redis
+@pytest.mark.slow
+async def test_two_processes_share_one_concurrency_cap(srv: FaultServer, shared: SharedRedis) -> None:
+    srv.default("/down", slow(0.2))
+    route = _route(srv, rate_limit={"concurrent": 3, "shared": "redis"})
+    t0 = time.time() + 3.0
+    outs = await _workers(shared, route, [{"tag": "a", "leads": 15, "start_at": t0},
+                                          {"tag": "b", "leads": 15, "start_at": t0}])
+    assert [o["steps"]["primary"] for o in outs] == [{"succeeded": 15}, {"succeeded": 15}]
+    assert srv.count("/down") == 30
+    assert srv.max_active == 3  # three in the whole fleet, not three per process
+    assert await shared.client().zcard(shared.key("slots", "Primary")) == 0  # every slot given back
+
+
+@pytest.mark.redis
 async def test_cli_shows_and_resets_a_shared_breaker(srv: FaultServer, shared: SharedRedis) -> None:
     srv.default("/down", status(402))
     route = _route(srv, breaker={"failure_threshold": 5, "reset_after": 30, "reset_after_exhausted": 3600,
@@ -211,7 +225,7 @@ async def test_an_unreachable_redis_fails_open_with_one_warning(caplog: pytest.L
             return Outcome({"q": 1})
 
     text = ("name: r\nsteps:\n  - station: Quick\n    breaker: {shared: redis}\n"
-            "    rate_limit: {per_second: 200, shared: redis}\n")
+            "    rate_limit: {per_second: 200, concurrent: 4, shared: redis}\n")
     with caplog.at_level("WARNING"):
         async with Engine.from_text(text, [Quick], redis_url="redis://:hunter2@127.0.0.1:1/0") as engine:
             results = await asyncio.gather(*(engine.run({"id": str(i)}) for i in range(20)))
@@ -220,7 +234,8 @@ async def test_an_unreachable_redis_fails_open_with_one_warning(caplog: pytest.L
     assert breaker is not None and breaker.degraded is not None
     failing = [r for r in caplog.records if "failing open" in r.getMessage()]
     pacing = [r for r in caplog.records if "pacing this process alone" in r.getMessage()]
-    assert len(failing) == 1 and len(pacing) == 1
+    capping = [r for r in caplog.records if "capping this process alone" in r.getMessage()]
+    assert len(failing) == 1 and len(pacing) == 1 and len(capping) == 1
     assert "hunter2" not in caplog.text
 
 

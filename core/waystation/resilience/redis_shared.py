@@ -7,6 +7,7 @@ at the environment variable ``WAYSTATION_REDIS_URL``; keys start with ``redis_pr
 
     waystation:breaker:<station>   a hash: state, failures, opened_at, cause, probes, until
     waystation:rate:<station>      the earliest time (µs, Redis clock) the next call may go out
+    waystation:slots:<station>     a sorted set of leased concurrency slots (score: lease end, ms)
 
 Every change of breaker state is one Lua script, so it is atomic across processes: in half-open,
 exactly ``half_open_max_calls`` probes go out in the whole fleet. The script applies the same
@@ -16,7 +17,8 @@ the caller's clock (keep workers' clocks NTP-synced; a skew only shifts ``reset_
 The rate limit is a GCRA-style pacer: a call may go out when the Redis clock has reached the
 stored time, which then moves one interval (``1/per_second``) past now; a caller that must wait
 is told how long and sleeps exactly that (the waiting loop is ours: one poller per process, so
-waiting leads do not stampede Redis). The concurrency cap (``concurrent``) stays per process.
+waiting leads do not stampede Redis). The concurrency cap (``concurrent``) is a semaphore of
+leased slots (:class:`RedisConcurrency`), checked after the per-process one.
 
 Needs ``redis`` (``pip install 'waystation[redis]'``); it is imported only when shared state is
 used. The Redis URL may hold a password: it is never logged or put in an error message.
@@ -28,6 +30,9 @@ import asyncio
 import json
 import logging
 import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -334,3 +339,74 @@ class RedisRateLimiter:
                     log.warning("rate limit of %s: Redis failed (%s: %s); pacing this process alone",
                                 self.name, type(exc).__name__, exc)
         await self._local.acquire()
+
+
+# ---------------------------------------------------------------------------------- concurrency
+
+_SLOTS_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + 1000)
+  return 1
+end
+return 0
+"""
+
+
+class RedisConcurrency:
+    """A station's cap on concurrent calls across every process: a semaphore in Redis.
+
+    Each call holds a leased member of a sorted set (``<prefix>:slots:<station>``); a slot whose
+    holder died frees itself after ``lease`` seconds. Waiters poll every ``poll`` seconds, one
+    poller per process. When Redis fails, the call goes ahead under the per-process cap only.
+    """
+
+    warn_every = 30.0
+
+    def __init__(self, shared: SharedRedis, name: str, limit: int, lease: float = 300.0,
+                 poll: float = 0.01) -> None:
+        self.shared = shared
+        self.name = name
+        self.limit = limit
+        self.lease_ms = int(lease * 1000)
+        self.poll = poll
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._warned_at = -1e18
+
+    def _warn(self, exc: Exception) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._warned_at >= self.warn_every:
+            self._warned_at = now
+            log.warning("concurrency cap of %s: Redis failed (%s: %s); capping this process alone",
+                        self.name, type(exc).__name__, exc)
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one of the ``limit`` slots shared by every process while the call runs."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._loop is not loop:
+            self._lock, self._loop = asyncio.Lock(), loop
+        key = self.shared.key("slots", self.name)
+        token = uuid.uuid4().hex
+        held = False
+        async with self._lock:
+            try:
+                script = self.shared.script("slots", _SLOTS_LUA)
+                # polling Redis: another process frees the slot, no local event can tell us
+                while not await script(keys=[key], args=[str(self.limit), str(self.lease_ms), token]):  # noqa: ASYNC110
+                    await asyncio.sleep(self.poll)
+                held = True
+            except Exception as exc:
+                self._warn(exc)
+        try:
+            yield
+        finally:
+            if held:
+                try:
+                    await self.shared.client().zrem(key, token)
+                except Exception as exc:  # the lease frees it
+                    self._warn(exc)
