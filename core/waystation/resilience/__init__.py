@@ -3,7 +3,12 @@
 from waystation.resilience.breaker import BreakerState, CircuitBreaker
 from waystation.resilience.policies import BreakerPolicy, RateLimit, RetryPolicy, classify_error
 from waystation.resilience.ratelimit import StationLimiter
-from waystation.resilience.redis_shared import RedisBreakerBackend, RedisRateLimiter, SharedRedis
+from waystation.resilience.redis_shared import (
+    RedisBreakerBackend,
+    RedisConcurrency,
+    RedisRateLimiter,
+    SharedRedis,
+)
 
 __all__ = [
     "BreakerPolicy",
@@ -11,6 +16,7 @@ __all__ = [
     "CircuitBreaker",
     "RateLimit",
     "RedisBreakerBackend",
+    "RedisConcurrency",
     "RedisRateLimiter",
     "RetryPolicy",
     "SharedRedis",
