@@ -388,6 +388,9 @@ class OutputWriter(_Appender):
         self.fmt = fmt
         self.columns = list(columns or [])
         self._csv = csv.writer(self._buf, lineterminator="\n")
+        self._known = set(self.columns)
+        #: keys of output rows that CSV output has no column for (dropped; first 20 names)
+        self.dropped: set[str] = set()
         if fmt == "csv" and self.offset == 0:
             self._csv.writerow(self.columns)
             self.flush()
@@ -398,6 +401,10 @@ class OutputWriter(_Appender):
             # (no surrogate can reach here: input with invalid UTF-8 is cleaned when rejected, and
             # the file is encoded with errors="replace" anyway)
             self._csv.writerow([_cell(row.get(c)) for c in self.columns])
+            if len(row) > len(self._known) or not self._known.issuperset(row):
+                extra = [k for k in row if k not in self._known]
+                if extra and len(self.dropped) < 20:
+                    self.dropped.update(extra[: 20 - len(self.dropped)])
         else:
             self._buf.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
         self.pending += 1
@@ -640,7 +647,7 @@ class BatchRunner:
             if meta.get("input") != _abs(cfg.input):
                 raise BatchError(f"run {run_id!r} read {meta.get('input')}, not {_abs(cfg.input)}")
             if meta.get("status") == "complete":
-                self._err(f"run {run_id} is already complete; rewriting its output from the checkpoints")
+                self._err(f"run {run_id} is already complete; checking its output")
             if meta.get("steps") and meta["steps"] != steps:
                 self._err(f"warning: the route's steps changed since run {run_id} started; finished leads "
                           "keep their results, the others continue on the new steps")
@@ -743,6 +750,9 @@ class BatchRunner:
                 loop.remove_signal_handler(signum)
             reader.close()
             output.close()
+            if output.dropped:
+                self._err(f"warning: some records have fields the CSV output has no column for (dropped: "
+                          f"{', '.join(sorted(output.dropped))}); use JSONL output to keep them")
             rejects.close()
             if metrics is not None:
                 metrics.stop()

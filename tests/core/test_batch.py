@@ -360,3 +360,44 @@ async def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
                       console=console).run()
     text = buf.getvalue()
     assert "leads/s" in text and "spent $" in text and "30" in text
+
+
+async def test_resumed_batch_budget_counts_what_was_spent_before(tmp_path: Path) -> None:
+    with FakeVendor() as vendor:
+        inp = write_csv(tmp_path / "leads.csv", 40)
+        route = paid_route(tmp_path, vendor.url)
+        h = host()
+        runner = BatchRunner(cfg(tmp_path, route, inp, concurrency=2, budget_total=0.2, grace=5.0), h)
+
+        class StopAfter:
+            n = 0
+
+            @hookimpl
+            def after_lead(self) -> None:
+                StopAfter.n += 1
+                if StopAfter.n == 6:
+                    runner.request_stop(2)
+
+        h.pm.register(StopAfter())
+        first = await runner.run()
+        assert first.exit_code == 130
+        spent_before = vendor.billed()
+        assert 0 < spent_before < 0.2
+        second = await run_batch(cfg(tmp_path, route, inp, concurrency=2, budget_total=0.2, resume=first.run_id),
+                                 host())
+        assert second.exit_code == 0
+        assert vendor.billed() <= 0.2 + 1e-9  # the resumed run did not get a fresh 0.20
+        assert second.report.total_cost == pytest.approx(vendor.billed())
+        assert max(vendor.calls["lookup"].values()) == 1
+        skipped = second.report.station("FakePhoneLookup").skipped.get("budget", 0)
+        assert skipped > 0
+
+
+async def test_jsonl_to_csv_warns_about_dropped_keys(tmp_path: Path) -> None:
+    inp = tmp_path / "leads.jsonl"
+    inp.write_text('{"id": "L1", "name": "Ann"}\n{"id": "L2", "name": "Bob", "extra": 1}\n')
+    errors: list[str] = []
+    await BatchRunner(cfg(tmp_path, noop_route(tmp_path), inp), host(), err=errors.append).run()
+    rows = read_csv(tmp_path / "out.csv")
+    assert list(rows[0]) == ["id", "name", "noop", *STATUS_COLUMNS]
+    assert any("dropped: extra" in e for e in errors)

@@ -149,6 +149,10 @@ def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path 
         runner = BatchRunner(cfg, host, console=console,
                              err=lambda msg: err_console.print(msg, markup=False, highlight=False))
         result = asyncio.run(runner.run())
+    except KeyboardInterrupt:  # before the signal handlers were installed: nothing ran yet
+        err_console.print("interrupted")
+        ctx.exit(130)
+        return
     except RouteError as exc:
         fail([*exc.problems, f"{len(exc.problems)} error(s): route not valid for this input"])
         return
