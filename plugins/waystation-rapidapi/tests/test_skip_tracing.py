@@ -216,6 +216,16 @@ async def test_details_5xx_retries_the_step_but_not_the_search(rapid: HTTPServer
     assert run.record.cost == pytest.approx(0.02)      # one search, one details
 
 
+async def test_search_bought_before_details_failed_for_good_is_still_booked(rapid: HTTPServer,
+                                                                           settings: dict[str, Any]) -> None:
+    serve_search(rapid)
+    rapid.expect_request(DETAILS).respond_with_data("<html>502 Bad Gateway</html>", status=502)
+    run = await run_station(SkipTracingStation, JOHN_DENVER, settings=settings)
+    assert run.record.status == "failed"
+    assert len(requests_to(rapid, SEARCH)) == 1
+    assert run.record.cost == pytest.approx(0.01) and run.result.total_cost == pytest.approx(0.01)
+
+
 # ----------------------------------------------------------------------------- gateway errors
 
 

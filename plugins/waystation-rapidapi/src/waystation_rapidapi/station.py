@@ -42,6 +42,7 @@ from waystation import (
     Station,
     StationSettings,
     StepContext,
+    StepError,
     ThrottledError,
     TransientError,
     VendorTimeout,
@@ -374,15 +375,17 @@ class SkipTracingStation(Station):
         self._progress: collections.OrderedDict[tuple[str | None, str, str], _Progress] = (
             collections.OrderedDict())
 
+    @classmethod
+    def declared_cost(cls, settings: StationSettings) -> float:
+        """Reserve both calls (search + details) at the configured prices before the first one."""
+        assert isinstance(settings, SkipTracingSettings)
+        return settings.search_price + settings.details_price
+
     async def open(self) -> None:
         """Create the HTTP client (httpx is imported here, not at plugin import)."""
         import httpx
 
         s = self.settings
-        if s.search_price + s.details_price > type(self).cost + 1e-12:
-            log.warning("%s: configured prices ($%.4f per lookup) exceed the declared cost $%.4f: set the "
-                        "step's cost: so the budget reservation covers them", type(self).name,
-                        s.search_price + s.details_price, type(self).cost)
         headers = {"Accept": "application/json", "User-Agent": "waystation-rapidapi/0.1",
                    "X-RapidAPI-Host": s.host}
         if s.api_key is not None and s.api_key.get_secret_value():
@@ -577,7 +580,15 @@ class SkipTracingStation(Station):
             while len(self._progress) > self.progress_limit:
                 self._progress.popitem(last=False)
         assert progress.candidate.person_id is not None
-        details, calls, complaint = await self._details(progress.candidate.person_id)
+        try:
+            details, calls, complaint = await self._details(progress.candidate.person_id)
+        except StepError as exc:
+            # the search was bought: book it now (a retry of the step reuses the candidate and
+            # does not charge the search again)
+            if progress.spent:
+                exc.costing(exc.incurred_cost + progress.spent)
+                progress.spent = 0.0
+            raise
         self._progress.pop(memo, None)
         billed_calls = calls if s.details_retry_billed else min(calls, 1)
         cost = progress.spent + billed_calls * s.details_price
