@@ -720,13 +720,16 @@ class BatchRunner:
             t0 = time.monotonic()
             try:
                 await self._pump(engine, reader, output, rejects, store, run_id, meta, state, batch_budget)
+            except Exception as exc:  # the store or the output failed: stop, keep what is durable
+                self._fatal = exc
+                self._err(f"the batch broke off: {type(exc).__name__}: {exc}")
             finally:
                 self._stop_progress()
                 if self._cancel_handle is not None:
                     self._cancel_handle.cancel()
             elapsed = time.monotonic() - t0
             complete = self._exhausted and not (self._halted or self._fatal)
-            if resumed:
+            if resumed and not self._fatal:
                 report = await report_from_store(store, run_id, route=route.name,
                                                  steps=[(s, st) for s, st in steps],
                                                  leads=state.leads if complete else None,
@@ -740,7 +743,13 @@ class BatchRunner:
             meta.update({"status": "complete" if complete else ("failed" if self._fatal else "interrupted"),
                          "report": report.as_dict(), "updated_at": time.time(),
                          "interrupted_by": self._signal})
-            await store.save_run(run_id, meta)
+            try:
+                await store.save_run(run_id, meta)
+            except Exception as exc:
+                if self._fatal is None:
+                    raise
+                self._err(f"could not record the run's end either ({type(exc).__name__}: {exc}); the "
+                          "output offsets last recorded still hold")
             await _maybe_await(self.host.pm.hook.after_batch(route=plan, report=report))
             if cfg.report_path is not None:
                 cfg.report_path.parent.mkdir(parents=True, exist_ok=True)
@@ -778,9 +787,13 @@ class BatchRunner:
         try:
             await self._consume(queue, output, rejects, store, run_id, meta, state, batch_budget, reader)
         finally:
-            if not producer.done():
+            if not producer.done():  # the consumer broke off (e.g. the store failed)
                 self._stopping = True
                 producer.cancel()
+                while not producer.done():  # its last put (the end marker) needs room
+                    while not queue.empty():
+                        queue.get_nowait()
+                    await asyncio.sleep(0)
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
             if self._tasks:

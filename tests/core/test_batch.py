@@ -401,3 +401,35 @@ async def test_jsonl_to_csv_warns_about_dropped_keys(tmp_path: Path) -> None:
     rows = read_csv(tmp_path / "out.csv")
     assert list(rows[0]) == ["id", "name", "noop", *STATUS_COLUMNS]
     assert any("dropped: extra" in e for e in errors)
+
+
+class BrokenMetaStore(MemoryStore):
+    """A memory store whose run-metadata saves fail after ``ok`` of them."""
+
+    def __init__(self, ok: int) -> None:
+        super().__init__()
+        self.ok = ok
+
+    async def save_run(self, run_id: str, meta: dict[str, Any]) -> None:
+        if self.ok <= 0:
+            raise OSError("no space left on device")
+        self.ok -= 1
+        await super().save_run(run_id, meta)
+
+
+async def test_a_store_failing_at_an_output_flush_stops_the_batch(tmp_path: Path) -> None:
+    inp = write_csv(tmp_path / "leads.csv", 300)
+    store = BrokenMetaStore(ok=3)
+    errors: list[str] = []
+    c = cfg(tmp_path, noop_route(tmp_path, delay=0.001), inp, concurrency=2, checkpoint="memory://",
+            flush_every=0.0)
+    res = await BatchRunner(c, host(), store=store, err=errors.append).run()
+    assert res.exit_code == 1 and res.error is not None and "no space left" in res.error
+    assert any("broke off" in e for e in errors)
+    store.ok = 10**9
+    meta = await store.load_run(res.run_id)
+    assert meta is not None and meta["written"] < 300
+    res2 = await BatchRunner(cfg(tmp_path, noop_route(tmp_path), inp, checkpoint="memory://",
+                                 resume=res.run_id), host(), store=store).run()
+    assert res2.exit_code == 0
+    assert [r["id"] for r in read_csv(tmp_path / "out.csv")] == [f"L{i:04d}" for i in range(1, 301)]

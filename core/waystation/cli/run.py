@@ -165,7 +165,10 @@ def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path 
     if result.exit_code:
         if result.error:
             err_console.print(f"[red]error[/red] {result.error}", highlight=False)
-        err_console.print("interrupted; resume with:", highlight=False)
+            err_console.print("the batch broke off; nothing completed is lost. Once fixed, resume with:",
+                              highlight=False)
+        else:
+            err_console.print("interrupted; resume with:", highlight=False)
         err_console.print(f"  {result.resume_command}", markup=False, highlight=False, soft_wrap=True)
         sys.stdout.flush()
         ctx.exit(result.exit_code)
