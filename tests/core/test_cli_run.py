@@ -140,6 +140,13 @@ def test_signal_stops_gracefully_and_the_printed_command_resumes(tmp_path: Path,
     assert 0 < len(done) < 400
     assert done == [f"L{i:04d}" for i in range(1, len(done) + 1)]
     args = _resume_command(stderr)
+    if sig == signal.SIGINT:  # the report of an interrupted run, from its checkpoints
+        run_id = args[args.index("--resume") + 1]
+        rep = waystation("report", run_id, "--checkpoint", f"sqlite:///{tmp_path}/c.db", "--json", cwd=tmp_path)
+        figures = json.loads(rep.stdout)
+        assert not figures["complete"] and figures["stations"][0]["runs"] >= len(done)
+        text = waystation("report", run_id, "--checkpoint", f"sqlite:///{tmp_path}/c.db", cwd=tmp_path).stdout
+        assert "(incomplete)" in text and "status interrupted; resume with: waystation run" in text
     res = subprocess.run([*WAYSTATION, *args[1:]], env=cli_env(), capture_output=True, text=True, timeout=60,
                          cwd=tmp_path)
     assert res.returncode == 0, res.stderr

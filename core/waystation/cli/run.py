@@ -57,10 +57,19 @@ def _print_plan(plan: Plan, cfg: BatchConfig, fmt: str, header: list[str] | None
                 extra.append(f"fallback for {', '.join(s.fallback_fields)}")
             parts.append(s.id + tag + (f" [{'; '.join(extra)}]" if extra else ""))
         console.print(f"  level {lvl}: " + " | ".join(parts), markup=False)
+    from waystation.batch import jsonl_keys
+
     needed = sorted(plan.requirements())
+    keys = header if header is not None else jsonl_keys(cfg.input)
     console.print(f"input {cfg.input} ({fmt}): " + (f"columns {', '.join(header)}" if header is not None
-                                                     else "JSON lines"), markup=False)
-    console.print(f"required input fields: {', '.join(needed) or 'none'} — ok", markup=False)
+                                                     else f"JSON lines; first record: {', '.join(keys or [])}"),
+                  markup=False)
+    missing = [f for f in needed if keys is None or f not in keys]
+    if missing:  # only JSONL gets here: a CSV header without a required column fails to compile
+        console.print(f"required input fields: {', '.join(needed)} — the first record lacks "
+                      f"{', '.join(missing)}: records without them will be rejected", markup=False)
+    else:
+        console.print(f"required input fields: {', '.join(needed) or 'none'} — ok", markup=False)
     if header is not None:
         console.print(f"output {cfg.output_path()}: columns {', '.join(output_columns(plan, header))}",
                       markup=False)
