@@ -1,7 +1,7 @@
 """Memory stays flat: 200,000 generated leads streamed through a no-op route by `waystation run`.
 
 Peak RSS of the subprocess is sampled with psutil from the test (never the wall clock). The bound
-is fixed: 160 MB. Python with the core imported and a SQLite store takes about 60-70 MB here;
+is fixed: 128 MB. Python with the core imported and a SQLite store takes about 60-70 MB here;
 keeping every lead's result (a few hundred bytes to a few KB each) for 200,000 leads would take
 hundreds of MB, so a leak of results, a growing reorder buffer or an unbounded queue fails it.
 """
@@ -20,7 +20,7 @@ from fakevendor import WAYSTATION, cli_env
 pytestmark = pytest.mark.slow
 
 N = 200_000
-RSS_BOUND = 160 * 1024 * 1024
+RSS_BOUND = 128 * 1024 * 1024
 
 
 def test_200k_leads_stream_in_flat_memory(tmp_path: Path) -> None:
