@@ -64,7 +64,11 @@ class Checkpointer(Protocol):
         ...
 
     async def save(self, run_id: str, lead_id: str, state: dict[str, Any]) -> None:
-        """Durably save a lead's state; returns only when it is durable."""
+        """Durably save a lead's state; returns only when it is durable.
+
+        A checkpointer may also offer ``save_nowait(run_id, lead_id, state)``: queue a save in
+        order without waiting. The engine uses it after free steps only (a lost free step just
+        runs again); paid steps and the end of a lead always wait for ``save``."""
         ...
 
 
@@ -754,7 +758,11 @@ class Engine:
         if outcome.reason and not rec.stop_reason:
             rec.stop_reason = outcome.reason
         if self.checkpointer is not None:
-            await self.checkpointer.save(self.run_id, rc.lead_id, rc.to_state())
+            soon = None if ps.paid else getattr(self.checkpointer, "save_nowait", None)
+            if soon is not None:  # a free step: queue it; if lost in a crash it simply runs again
+                soon(self.run_id, rc.lead_id, rc.to_state())
+            else:
+                await self.checkpointer.save(self.run_id, rc.lead_id, rc.to_state())
         if self._active["after_step"]:
             await self._notify("after_step", rc, step=ps, ctx=rc, outcome=outcome)
         return decision

@@ -383,3 +383,19 @@ async def test_redis_ttl_zero_means_no_expiry(store_url: str) -> None:
     finally:
         await store.close()
 
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+async def test_sqlite_a_failed_commit_fails_its_waiters_and_the_store_goes_on(
+        store: CheckpointStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    import waystation.stores.sqlite as mod
+
+    good = mod._upsert_sql
+    monkeypatch.setattr(mod, "_upsert_sql", lambda rows: good(rows).replace("INSERT", "INSRT"))
+    results = await asyncio.gather(*(store.save("run-1", f"L{i}", state(f"L{i}")) for i in range(20)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, sqlite3.OperationalError) for r in results)
+    assert [s async for s in store.iter_states("run-1")] == []  # rolled back, nothing half-written
+    monkeypatch.setattr(mod, "_upsert_sql", good)
+    await store.save("run-1", "L1", state("L1"))
+    assert await store.load("run-1", "L1") is not None

@@ -22,6 +22,15 @@ commit (an ``fsync``, a network round trip) is shared by up to N writes, and not
 acknowledged before it is on disk. Several saves of the same lead in one batch are written once
 (the latest wins: it contains everything the earlier ones did, since states are whole snapshots).
 
+Queued saves: ``save_nowait(run_id, lead_id, state)`` (every store has it; it is not part of the
+protocol, the engine uses it when present) queues a write in the same order as ``save()`` but
+does not wait for it. The engine uses it after a *free* step: if the process dies before the
+batch commits, the free step simply runs again on resume. Paid steps (the intent before the call,
+the result after it) and the end of every lead are saved with ``save()`` and waited for; since
+batches commit in order, a waited save also means every write queued before it is durable. A
+queued write that fails makes the store's next ``save()`` / ``close()`` raise, so a lost
+checkpoint never goes unnoticed.
+
 Durability, SQLite: ``PRAGMA synchronous=FULL`` by default. Under WAL, ``NORMAL`` already
 survives a killed *process* (the commit is in the WAL file in the OS page cache), but a power
 loss or kernel crash can roll back the last transactions, because the WAL is only fsynced at
@@ -56,6 +65,7 @@ encoder refuses :class:`pydantic.SecretStr`/``SecretBytes`` values outright.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -91,7 +101,8 @@ class CheckpointStore(Protocol):
     url: str
 
     async def load(self, run_id: str, lead_id: str) -> dict[str, Any] | None:
-        """The saved state of a lead in a run, or ``None``."""
+        """The saved state of a lead in a run, or ``None``. States come back as saved plus a
+        ``saved_at`` key (epoch seconds of the save; :func:`budget_ledger` uses it for leases)."""
         ...
 
     async def save(self, run_id: str, lead_id: str, state: dict[str, Any]) -> None:
@@ -244,6 +255,27 @@ def dumps(obj: Any) -> str:
 def loads(text: str | bytes) -> Any:
     """Parse what :func:`dumps` wrote."""
     return _orjson.loads(text) if _orjson is not None else json.loads(text)
+
+
+class DeferredErrors:
+    """Remembers the failure of a queued (not waited-for) write, to raise it on the next save."""
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+
+    def watch(self, fut: asyncio.Future[Any]) -> None:
+        """Record ``fut``'s exception when it fails (and mark it retrieved)."""
+        fut.add_done_callback(self._done)
+
+    def _done(self, fut: asyncio.Future[Any]) -> None:
+        if not fut.cancelled() and fut.exception() is not None and self.error is None:
+            self.error = fut.exception()
+
+    def check(self) -> None:
+        """Raise the remembered failure, once."""
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise RuntimeError(f"an earlier queued checkpoint write failed: {err}") from err
 
 
 def _check_ids(run_id: str, lead_id: str | None = None) -> None:

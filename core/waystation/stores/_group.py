@@ -26,12 +26,17 @@ class GroupCommitter(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         """Queue ``item`` and return its result once the batch holding it was flushed."""
+        return await self.submit_nowait(item)
+
+    def submit_nowait(self, item: T) -> asyncio.Future[R]:
+        """Queue ``item``; the future resolves when its batch was flushed. Batches are flushed in
+        order, so anything submitted later resolves only after this one is flushed."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[R] = loop.create_future()
         self._pending.append((item, fut))
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._run())
-        return await fut
+        return fut
 
     async def _run(self) -> None:
         while self._pending:

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from waystation.stores import StoreStats, _check_ids, dumps, loads
+from waystation.stores import DeferredErrors, StoreStats, _check_ids, dumps, loads
 from waystation.stores._group import GroupCommitter
 
 
@@ -18,6 +18,7 @@ class MemoryStore:
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
         self.stats = StoreStats()
+        self._deferred = DeferredErrors()
         self._leads: dict[str, dict[str, str]] = {}
         self._runs: dict[str, tuple[str, float, float]] = {}
         self._group: GroupCommitter[tuple[str, str, str], None] = GroupCommitter(self._flush)
@@ -40,9 +41,18 @@ class MemoryStore:
         """Save a lead's state (a JSON snapshot); returns when its batch is applied."""
         _check_ids(run_id, lead_id)
         self._check_open()
+        self._deferred.check()
         text = dumps({**state, "saved_at": time.time()})
         self.stats.saves += 1
         await self._group.submit((run_id, lead_id, text))
+
+    def save_nowait(self, run_id: str, lead_id: str, state: dict[str, Any]) -> None:
+        """Queue a save without waiting for it (see :mod:`waystation.stores`, "Queued saves")."""
+        _check_ids(run_id, lead_id)
+        self._check_open()
+        text = dumps({**state, "saved_at": time.time()})
+        self.stats.saves += 1
+        self._deferred.watch(self._group.submit_nowait((run_id, lead_id, text)))
 
     async def load(self, run_id: str, lead_id: str) -> dict[str, Any] | None:
         """The saved state of a lead, or ``None``."""
@@ -89,3 +99,4 @@ class MemoryStore:
         """Apply what is queued; further use raises."""
         await self._group.drain()
         self._closed = True
+        self._deferred.check()

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from waystation.stores import StoreStats, _check_ids, dumps, loads, redact_url
+from waystation.stores import DeferredErrors, StoreStats, _check_ids, dumps, loads, redact_url
 from waystation.stores._group import GroupCommitter
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ class RedisStore:
         self.prefix = own.get("prefix") or "waystation"
         self.client: Redis = client or Redis.from_url(parts._replace(query=urlencode(rest)).geturl())
         self.stats = StoreStats()
+        self._deferred = DeferredErrors()
         self._group: GroupCommitter[tuple[str, str, str], None] = GroupCommitter(self._flush)
         self._reads: GroupCommitter[tuple[str, str], bytes | None] = GroupCommitter(self._fetch)
         self._closed = False
@@ -97,9 +98,18 @@ class RedisStore:
         """Save a lead's state; returns when the ``MULTI``/``EXEC`` holding it was executed."""
         _check_ids(run_id, lead_id)
         self._check_open()
+        self._deferred.check()
         text = dumps({**state, "saved_at": time.time()})
         self.stats.saves += 1
         await self._group.submit((run_id, lead_id, text))
+
+    def save_nowait(self, run_id: str, lead_id: str, state: dict[str, Any]) -> None:
+        """Queue a save without waiting for it (see :mod:`waystation.stores`, "Queued saves")."""
+        _check_ids(run_id, lead_id)
+        self._check_open()
+        text = dumps({**state, "saved_at": time.time()})
+        self.stats.saves += 1
+        self._deferred.watch(self._group.submit_nowait((run_id, lead_id, text)))
 
     async def save_run(self, run_id: str, meta: dict[str, Any]) -> None:
         """Save a run's metadata (and register the run), TTL in the same transaction."""
@@ -187,6 +197,7 @@ class RedisStore:
         await self._reads.drain()
         self._closed = True
         await self.client.aclose()
+        self._deferred.check()
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r}, prefix={self.prefix!r}, ttl={self.ttl})"

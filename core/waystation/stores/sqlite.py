@@ -16,12 +16,13 @@ import queue
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from waystation.stores import StoreStats, _check_ids, _query, dumps, loads
+from waystation.stores import DeferredErrors, StoreStats, _check_ids, _query, dumps, loads
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS lead_state (
@@ -90,9 +91,13 @@ class SQLiteStore:
         self.synchronous = sync
         self.busy_timeout = int(opts.get("busy_timeout", "10000"))
         self.stats = StoreStats()
-        # Callers put operations on a C-level SimpleQueue: no Python lock a GIL-less writer
-        # thread could hold while the event loop waits on it. ``None`` asks the writer to stop.
-        self._ops: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._deferred = DeferredErrors()
+        # The event loop collects operations and hands the writer whole batches over a C-level
+        # SimpleQueue (no Python lock the writer could hold while waiting for the GIL): one batch
+        # per loop in flight, the next one grows while it commits. ``None`` stops the writer.
+        self._ops: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, _Side, list[_Op]] | None] = \
+            queue.SimpleQueue()
+        self._sides: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Side] = weakref.WeakKeyDictionary()
         self._closed = False
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -134,29 +139,22 @@ class SQLiteStore:
             return
         self._ready.set()
         try:
-            closing = False
-            while not closing:
-                first = self._ops.get()
-                ops: list[_Op] = []
-                if first is None:
-                    closing = True
-                else:
-                    ops.append(first)
-                while True:  # take everything queued meanwhile: that is the group
-                    try:
-                        op = self._ops.get_nowait()
-                    except queue.Empty:
-                        break
-                    if op is None:
-                        closing = True
-                    else:
-                        ops.append(op)
-                if ops:
-                    self._run_batch(conn, ops)
+            while (item := self._ops.get()) is not None:
+                loop, side, ops = item
+                try:
+                    done = self._run_batch(conn, ops)
+                except BaseException as exc:  # never leave a waiter hanging
+                    done = [(op[2], None, exc) for op in ops]
+                    if not isinstance(exc, Exception):
+                        raise
+                finally:
+                    with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                        loop.call_soon_threadsafe(self._finish, loop, side, done)
         finally:
             conn.close()
 
-    def _run_batch(self, conn: sqlite3.Connection, ops: list[_Op]) -> None:
+    def _run_batch(self, conn: sqlite3.Connection, ops: list[_Op]
+                   ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         leads: dict[tuple[str, str], tuple[Any, ...]] = {}
         runs: list[tuple[Any, ...]] = []
         writers: list[asyncio.Future[Any]] = []
@@ -199,21 +197,38 @@ class SQLiteStore:
                 done.append((fut, fn(conn), None))
             except Exception as exc:
                 done.append((fut, None, exc))
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
-        for item in done:
-            by_loop.setdefault(item[0].get_loop(), []).append(item)
-        for loop, items in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(_resolve, items)
+        return done
 
     # -- the event-loop side --------------------------------------------------------------------
 
     def _submit(self, kind: str, payload: Any) -> asyncio.Future[Any]:
         if self._closed:
             raise RuntimeError(f"checkpoint store {self.path} is closed")
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._ops.put((kind, payload, fut))
+        loop = asyncio.get_running_loop()
+        side = self._sides.get(loop)
+        if side is None:
+            side = self._sides[loop] = _Side()
+        fut: asyncio.Future[Any] = loop.create_future()
+        side.pending.append((kind, payload, fut))
+        if not side.busy and not side.scheduled:
+            side.scheduled = True  # hand off after every task ready in this loop turn had its say
+            loop.call_soon(self._handoff, loop, side)
         return fut
+
+    def _handoff(self, loop: asyncio.AbstractEventLoop, side: _Side) -> None:
+        side.scheduled = False
+        if side.busy or not side.pending:
+            return
+        batch, side.pending = side.pending, []
+        side.busy = True
+        self._ops.put((loop, side, batch))
+
+    def _finish(self, loop: asyncio.AbstractEventLoop, side: _Side,
+                done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+        side.busy = False
+        _resolve(done)
+        if side.pending:  # what queued up while this batch committed is the next batch
+            self._handoff(loop, side)
 
     def _read(self, sql: str, params: tuple[Any, ...], one: bool = False) -> Any:
         if self._closed:
@@ -224,11 +239,19 @@ class SQLiteStore:
 
     async def save(self, run_id: str, lead_id: str, state: dict[str, Any]) -> None:
         """Save a lead's state; returns when its transaction has committed."""
+        self._deferred.check()
+        await self._queue_save(run_id, lead_id, state)
+
+    def save_nowait(self, run_id: str, lead_id: str, state: dict[str, Any]) -> None:
+        """Queue a save without waiting for it (see :mod:`waystation.stores`, "Queued saves")."""
+        self._deferred.watch(self._queue_save(run_id, lead_id, state))
+
+    def _queue_save(self, run_id: str, lead_id: str, state: dict[str, Any]) -> asyncio.Future[Any]:
         _check_ids(run_id, lead_id)
         now = time.time()
         text = dumps({**state, "saved_at": now})
         self.stats.saves += 1
-        await self._submit("w", (run_id, lead_id, state.get("status"), text, now))
+        return self._submit("w", (run_id, lead_id, state.get("status"), text, now))
 
     async def load(self, run_id: str, lead_id: str) -> dict[str, Any] | None:
         """The saved state of a lead, or ``None``."""
@@ -291,14 +314,28 @@ class SQLiteStore:
         """Commit what is queued, stop the writer thread and close the file."""
         if self._closed:
             return
+        await self._submit("q", lambda conn: None)  # a barrier: everything queued before is done
         self._closed = True
         self._ops.put(None)
         await asyncio.to_thread(self._thread.join)
         with self._rlock:
             self._reader.close()
+        self._deferred.check()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r}, synchronous={self.synchronous})"
+
+
+class _Side:
+    """One event loop's side of the store: its queued operations and whether a batch of its
+    is with the writer."""
+
+    __slots__ = ("busy", "pending", "scheduled")
+
+    def __init__(self) -> None:
+        self.pending: list[_Op] = []
+        self.busy = False
+        self.scheduled = False
 
 
 def _resolve(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
