@@ -1,22 +1,30 @@
 """Checkpointing cost: leads/s of the engine with the SQLite and Redis stores, against hand-written
 asyncio baselines checkpointing the same 7 steps per lead, in the same process.
 
-Every variant runs N leads (default 20,000) with C in flight (default 500) through 7 no-op steps
-and durably writes the lead's whole state (JSON) after every step and once at the end, as the
-engine does. Variants:
+Every variant runs N leads (default 20,000) through 7 no-op steps with C leads in flight (default:
+both 100 and 500) and writes the lead's whole state (JSON) after every step and once at the end.
+Variants:
 
-- ``baseline sqlite, commit per write``: one writer thread, each write its own transaction.
+- ``baseline sqlite, commit per write``: one writer thread, each write its own transaction
+  (run on N/10 leads: it is slow).
 - ``baseline sqlite, group commit``: one writer thread taking everything queued per transaction.
+- ``baseline aiosqlite, group commit``: the same batching on aiosqlite (measured to choose between a
+  dedicated ``sqlite3`` writer thread and aiosqlite for the store).
 - ``engine, no checkpoints``: the engine alone (the ceiling for the engine variants).
-- ``engine + SQLiteStore``: the engine with ``sqlite:///...`` (WAL, synchronous=FULL by default).
+- ``engine + SQLiteStore``: the engine with ``sqlite:///...`` as shipped: WAL, synchronous=FULL,
+  group commit; the saves after free steps are queued (``save_nowait``), the end of each lead is
+  waited for (paid steps would be too: see :mod:`waystation.stores`).
+- ``engine + SQLiteStore, every save waited``: the same store with ``save_nowait`` hidden, so the
+  engine waits for every one of the 8 saves per lead like the baselines do.
 - ``baseline redis, command per write`` / ``group pipeline`` and ``engine + RedisStore`` when Redis
-  answers on 127.0.0.1:6379 (skipped otherwise).
+  answers on 127.0.0.1:6379 (skipped otherwise; SET ... EX per write in the baselines).
 
 All SQLite variants use the same ``synchronous`` level (``--synchronous``, default ``full``).
-Prints leads/s of each (median of ``--repeat``), saves per transaction, and ratios. A benchmark,
+Prints, per in-flight level, leads/s of each (median of ``--repeat``), writes per transaction,
+process CPU per lead (steadier than the wall clock on a shared machine) and ratios. A benchmark,
 not a test::
 
-    python bench/checkpoint.py [--leads 20000] [--in-flight 500] [--repeat 3] [--synchronous full]
+    python bench/checkpoint.py [--leads 20000] [--in-flight 100,500] [--repeat 3] [--synchronous full]
 """
 
 from __future__ import annotations
@@ -64,16 +72,21 @@ def lead(i: int) -> dict[str, Any]:
     return {"id": f"lead-{i}", "first_name": "Ada", "last_name": "Lovelace", "city": "Austin", "state": "TX"}
 
 
+CPU: dict[str, float] = {}
+
+
 async def bounded(n: int, in_flight: int, one: Callable[[int], Awaitable[None]]) -> float:
-    """Run ``one(i)`` for i < n with ``in_flight`` workers; returns seconds."""
+    """Run ``one(i)`` for i < n with ``in_flight`` workers; returns seconds (the process CPU
+    seconds it used go to ``CPU["last"]``: on a busy machine they vary less than the wall clock)."""
     it = iter(range(n))
 
     async def worker() -> None:
         for i in it:
             await one(i)
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(in_flight)))
+    CPU["last"] = time.process_time() - c
     return time.perf_counter() - t
 
 
@@ -170,6 +183,47 @@ async def baseline_sqlite(n: int, in_flight: int, path: Path, synchronous: str, 
     return secs, writer.transactions
 
 
+async def baseline_aiosqlite(n: int, in_flight: int, path: Path, synchronous: str) -> tuple[float, int]:
+    """Group commit on aiosqlite (its own thread; one round trip per call): the alternative to a
+    dedicated writer thread that the store chose not to use."""
+    import aiosqlite
+
+    db = await aiosqlite.connect(path, isolation_level=None)
+    await db.execute("PRAGMA journal_mode=WAL")
+    await db.execute(f"PRAGMA synchronous={synchronous}")
+    await db.execute(_DDL)
+    count = 0
+    pending: list[tuple[tuple[str, str, str], asyncio.Future[None]]] = []
+    flushing: asyncio.Task[None] | None = None
+
+    async def flush() -> None:
+        nonlocal count
+        while pending:
+            batch = pending[:]
+            pending.clear()
+            await db.execute("BEGIN")
+            await db.executemany(_SQL, [row for row, _ in batch])
+            await db.execute("COMMIT")
+            count += 1
+            for _, f in batch:
+                f.set_result(None)
+
+    async def write(row: tuple[str, str, str]) -> None:
+        nonlocal flushing
+        fut = asyncio.get_running_loop().create_future()
+        pending.append((row, fut))
+        if flushing is None or flushing.done():
+            flushing = asyncio.ensure_future(flush())
+        await fut
+
+    run_id = uuid.uuid4().hex
+    try:
+        secs = await bounded(n, in_flight, lambda i: hand_lead(i, write, run_id))
+    finally:
+        await db.close()
+    return secs, count
+
+
 async def baseline_redis(n: int, in_flight: int, group: bool, prefix: str) -> tuple[float, int]:
     from redis.asyncio import Redis
 
@@ -217,10 +271,24 @@ async def baseline_redis(n: int, in_flight: int, group: bool, prefix: str) -> tu
 
 # -- the engine ------------------------------------------------------------------------------------
 
-async def engine_run(n: int, in_flight: int, url: str | None) -> tuple[float, int]:
+class WaitEverySave:
+    """A store seen without ``save_nowait``: the engine then waits for every save."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    async def load(self, run_id: str, lead_id: str) -> dict[str, Any] | None:
+        return await self.store.load(run_id, lead_id)  # type: ignore[no-any-return]
+
+    async def save(self, run_id: str, lead_id: str, state: dict[str, Any]) -> None:
+        await self.store.save(run_id, lead_id, state)
+
+
+async def engine_run(n: int, in_flight: int, url: str | None, wait_all: bool = False) -> tuple[float, int]:
     store = open_store(url) if url else None
     run_id = uuid.uuid4().hex
-    engine = Engine.from_text(ROUTE, STATIONS, checkpointer=store, run_id=run_id)
+    checkpointer = WaitEverySave(store) if (wait_all and store is not None) else store
+    engine = Engine.from_text(ROUTE, STATIONS, checkpointer=checkpointer, run_id=run_id)
 
     async def one(i: int) -> None:
         result = await engine.run(lead(i))
@@ -251,68 +319,89 @@ async def redis_up() -> bool:
         await client.aclose()
 
 
+def run_level(c: int, n: int, sync: str, repeat: int, tmp_dir: str | None, use_redis: bool, prefix: str) -> float:
+    """Run every variant with ``c`` leads in flight, print the table; returns engine+SQLite leads/s."""
+    writes = STEPS + 1
+    results: dict[str, list[tuple[float, int]]] = {}
+    cpu: dict[str, list[float]] = {}
+    counts: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(dir=tmp_dir) as tmp:
+        def db(name: str, k: int, tmp: str = tmp) -> Path:
+            return Path(tmp) / f"{name}-{k}.db"
+
+        variants: dict[str, tuple[int, Callable[[int, int], Awaitable[tuple[float, int]]]]] = {
+            "baseline sqlite, commit per write": (max(n // 10, 1), lambda k, m: baseline_sqlite(
+                m, c, db("per", k), sync, False)),
+            "baseline sqlite, group commit": (n, lambda k, m: baseline_sqlite(m, c, db("group", k), sync, True)),
+            "baseline aiosqlite, group commit": (n, lambda k, m: baseline_aiosqlite(m, c, db("aio", k), sync)),
+            "engine, no checkpoints": (n, lambda k, m: engine_run(m, c, None)),
+            "engine + SQLiteStore": (n, lambda k, m: engine_run(
+                m, c, f"sqlite:///{db('engine', k)}?synchronous={sync}")),
+            "engine + SQLiteStore, every save waited": (n, lambda k, m: engine_run(
+                m, c, f"sqlite:///{db('strict', k)}?synchronous={sync}", wait_all=True)),
+        }
+        if use_redis:
+            variants |= {
+                "baseline redis, command per write": (max(n // 4, 1), lambda k, m: baseline_redis(
+                    m, c, False, prefix)),
+                "baseline redis, group pipeline": (n, lambda k, m: baseline_redis(m, c, True, prefix)),
+                "engine + RedisStore": (n, lambda k, m: engine_run(
+                    m, c, f"{REDIS_URL}?ttl=3600&prefix={prefix}")),
+                "engine + RedisStore, every save waited": (n, lambda k, m: engine_run(
+                    m, c, f"{REDIS_URL}?ttl=3600&prefix={prefix}", wait_all=True)),
+            }
+        for k in range(repeat):  # interleaved, so a busy moment hurts every variant alike
+            for name, (count, fn) in variants.items():
+                counts[name] = count
+                results.setdefault(name, []).append(asyncio.run(fn(k, count)))
+                cpu.setdefault(name, []).append(CPU["last"])
+
+    def rate(name: str) -> float:
+        return counts[name] / statistics.median(secs for secs, _ in results[name])
+
+    print(f"\n{n} leads x {STEPS} steps, {writes} writes per lead, {c} in flight, synchronous={sync}, "
+          f"median of {repeat}")
+    print(f"{'variant':42} {'leads/s':>9} {'writes/txn':>11} {'CPU us/lead':>12}")
+    for name, runs in results.items():
+        txns = statistics.median(t for _, t in runs)
+        per = f"{counts[name] * writes / txns:.1f}" if txns else "-"
+        us = statistics.median(cpu[name]) / counts[name] * 1e6
+        print(f"{name:42} {rate(name):>9,.0f} {per:>11} {us:>12,.0f}")
+    eng = rate("engine + SQLiteStore")
+    print(f"engine+SQLite / baseline sqlite group commit:      {eng / rate('baseline sqlite, group commit'):.2f}")
+    print(f"engine+SQLite / baseline sqlite commit per write:  "
+          f"{eng / rate('baseline sqlite, commit per write'):.1f}")
+    print(f"engine+SQLite (every save waited) / group baseline: "
+          f"{rate('engine + SQLiteStore, every save waited') / rate('baseline sqlite, group commit'):.2f}")
+    print(f"engine+SQLite / engine without checkpoints:        {eng / rate('engine, no checkpoints'):.2f}")
+    if use_redis:
+        er = rate("engine + RedisStore")
+        print(f"engine+Redis / baseline redis group pipeline:      "
+              f"{er / rate('baseline redis, group pipeline'):.2f}")
+        print(f"engine+Redis / baseline redis command per write:   "
+              f"{er / rate('baseline redis, command per write'):.1f}")
+    else:
+        print("Redis: not reachable on 127.0.0.1:6379, skipped")
+    return eng
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--leads", type=int, default=20_000)
-    parser.add_argument("--in-flight", type=int, default=500)
+    parser.add_argument("--in-flight", default="100,500", help="comma-separated levels (default 100,500)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--synchronous", default="full", choices=["full", "normal"])
     parser.add_argument("--no-redis", action="store_true")
     parser.add_argument("--dir", default=None, help="where the SQLite files go (default: a temp dir)")
     args = parser.parse_args()
-    n, c, sync = args.leads, args.in_flight, args.synchronous
+    n, sync = args.leads, args.synchronous
     use_redis = not args.no_redis and asyncio.run(redis_up())
     prefix = f"wsbench-{uuid.uuid4().hex[:8]}"
-    results: dict[str, list[tuple[float, int]]] = {}
-
-    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        def db(name: str, k: int) -> Path:
-            return Path(tmp) / f"{name}-{k}.db"
-
-        variants: dict[str, Callable[[int], Awaitable[tuple[float, int]]]] = {
-            "baseline sqlite, commit per write": lambda k: baseline_sqlite(
-                max(n // 10, 1), c, db("per", k), sync, False),
-            "baseline sqlite, group commit": lambda k: baseline_sqlite(n, c, db("group", k), sync, True),
-            "engine, no checkpoints": lambda k: engine_run(n, c, None),
-            "engine + SQLiteStore": lambda k: engine_run(n, c, f"sqlite:///{db('engine', k)}?synchronous={sync}"),
-        }
-        if use_redis:
-            variants |= {
-                "baseline redis, command per write": lambda k: baseline_redis(max(n // 4, 1), c, False, prefix),
-                "baseline redis, group pipeline": lambda k: baseline_redis(n, c, True, prefix),
-                "engine + RedisStore": lambda k: engine_run(n, c, f"{REDIS_URL}?ttl=3600&prefix={prefix}"),
-            }
-        for k in range(args.repeat):
-            for name, fn in variants.items():
-                results.setdefault(name, []).append(asyncio.run(fn(k)))
-
-    def rate(name: str) -> float:
-        secs = statistics.median(s for s, _ in results[name])
-        count = max(n // 10, 1) if name.endswith("commit per write") else \
-            max(n // 4, 1) if name.endswith("command per write") else n
-        return count / secs
-
-    writes = STEPS + 1
-    print(f"{n} leads x {STEPS} steps, {writes} durable writes per lead, {c} in flight, "
-          f"synchronous={sync}, median of {args.repeat}")
-    print(f"{'variant':36} {'leads/s':>10} {'writes/txn':>11}")
-    for name, runs in results.items():
-        count = max(n // 10, 1) if name.endswith("commit per write") else \
-            max(n // 4, 1) if name.endswith("command per write") else n
-        txns = statistics.median(t for _, t in runs)
-        per = f"{count * writes / txns:.1f}" if txns else "-"
-        print(f"{name:36} {rate(name):>10,.0f} {per:>11}")
-    eng = rate("engine + SQLiteStore")
-    print(f"engine+SQLite / baseline sqlite group commit:   {eng / rate('baseline sqlite, group commit'):.2f}")
-    print(f"engine+SQLite / baseline sqlite commit-per-write: {eng / rate('baseline sqlite, commit per write'):.1f}")
-    print(f"engine+SQLite / engine without checkpoints:     {eng / rate('engine, no checkpoints'):.2f}")
-    if use_redis:
-        er = rate("engine + RedisStore")
-        print(f"engine+Redis / baseline redis group pipeline:   {er / rate('baseline redis, group pipeline'):.2f}")
-        print(f"engine+Redis / baseline redis command-per-write: {er / rate('baseline redis, command per write'):.1f}")
-    else:
-        print("Redis: not reachable on 127.0.0.1:6379, skipped")
-    print(f"engine+SQLite: {eng:,.0f} leads/s (target >= 5,000)")
+    headline: list[str] = []
+    for c in [int(x) for x in args.in_flight.split(",")]:
+        eng = run_level(c, n, sync, args.repeat, args.dir, use_redis, prefix)
+        headline.append(f"{c} in flight: engine+SQLite {eng:,.0f} leads/s")
+    print("\n" + "; ".join(headline) + " (target >= 5,000)")
 
 
 if __name__ == "__main__":

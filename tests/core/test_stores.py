@@ -399,3 +399,58 @@ async def test_sqlite_a_failed_commit_fails_its_waiters_and_the_store_goes_on(
     monkeypatch.setattr(mod, "_upsert_sql", good)
     await store.save("run-1", "L1", state("L1"))
     assert await store.load("run-1", "L1") is not None
+
+
+@ALL
+async def test_save_nowait_is_ordered_before_a_later_waited_save(store: CheckpointStore, store_url: str) -> None:
+    for i in range(100):
+        store.save_nowait("run-1", f"Q{i}", state(f"Q{i}"))  # type: ignore[attr-defined]
+    await store.save("run-1", "last", state("last"))  # durable => everything queued before is durable
+    fresh = store if store_url.startswith("memory") else open_store(store_url)
+    try:
+        assert len([s async for s in fresh.iter_states("run-1")]) == 101
+    finally:
+        if fresh is not store:
+            await fresh.close()
+
+
+@ALL
+async def test_close_flushes_queued_saves(store_url: str) -> None:
+    s = open_store(store_url)
+    for i in range(50):
+        s.save_nowait("run-1", f"Q{i}", state(f"Q{i}"))  # type: ignore[attr-defined]
+    await s.close()
+    if store_url.startswith("memory"):
+        assert len(s._leads["run-1"]) == 50  # type: ignore[attr-defined]
+        return
+    again = open_store(store_url)
+    try:
+        assert len([x async for x in again.iter_states("run-1")]) == 50
+    finally:
+        await again.close()
+
+
+@pytest.mark.parametrize("store_url", ["memory", "sqlite"], indirect=True)
+async def test_a_failed_queued_save_surfaces_on_the_next_save(
+        store: CheckpointStore, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if store_url.startswith("sqlite"):
+        import waystation.stores.sqlite as mod
+
+        good = mod._upsert_sql
+        monkeypatch.setattr(mod, "_upsert_sql", lambda rows: "NOT SQL")
+    else:
+        async def broken(batch: list[Any]) -> list[None]:
+            raise OSError("disk on fire")
+
+        monkeypatch.setattr(store._group, "_flush", broken)  # type: ignore[attr-defined]
+    store.save_nowait("run-1", "Q1", state("Q1"))  # type: ignore[attr-defined]
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+    if store_url.startswith("sqlite"):
+        monkeypatch.setattr(mod, "_upsert_sql", good)
+    else:
+        monkeypatch.undo()
+    with pytest.raises(RuntimeError, match="earlier queued checkpoint write failed"):
+        await store.save("run-1", "L2", state("L2"))
+    await store.save("run-1", "L2", state("L2"))  # reported once; the store goes on
+    assert await store.load("run-1", "L2") is not None
