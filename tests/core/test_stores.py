@@ -454,3 +454,19 @@ async def test_a_failed_queued_save_surfaces_on_the_next_save(
         await store.save("run-1", "L2", state("L2"))
     await store.save("run-1", "L2", state("L2"))  # reported once; the store goes on
     assert await store.load("run-1", "L2") is not None
+
+
+@ALL
+async def test_a_queued_save_of_a_secret_fails_that_lead_only(store: CheckpointStore) -> None:
+    at_once = False
+    try:
+        store.save_nowait("run-1", "bad", state("bad", key=SecretStr("sk-live-123")))  # type: ignore[attr-defined]
+    except TypeError:
+        at_once = True  # encoded at once (memory, Redis): refused on the spot
+    await store.save("run-1", "good", state("good"))  # another lead is never blamed
+    assert await store.load("run-1", "bad") is None
+    if not at_once:  # SQLite encodes queued saves when it hands them over: that lead's next save raises
+        with pytest.raises(TypeError, match="secret"):
+            await store.save("run-1", "bad", state("bad"))
+    await store.save("run-1", "bad", state("bad"))
+    assert await store.load("run-1", "good") is not None and await store.load("run-1", "bad") is not None

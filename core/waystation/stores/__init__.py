@@ -258,10 +258,13 @@ def loads(text: str | bytes) -> Any:
 
 
 class DeferredErrors:
-    """Remembers the failure of a queued (not waited-for) write, to raise it on the next save."""
+    """Failures of queued (not waited-for) writes, raised by the next ``save()``: a failure that
+    concerns one lead (its state could not be encoded) is raised by that lead's next save only;
+    one that concerns the store (a failed commit) by the next save of any lead, and by close."""
 
     def __init__(self) -> None:
         self.error: BaseException | None = None
+        self.by_lead: dict[tuple[str, str], BaseException] = {}
 
     def watch(self, fut: asyncio.Future[Any]) -> None:
         """Record ``fut``'s exception when it fails (and mark it retrieved)."""
@@ -271,8 +274,12 @@ class DeferredErrors:
         if not fut.cancelled() and fut.exception() is not None and self.error is None:
             self.error = fut.exception()
 
-    def check(self) -> None:
-        """Raise the remembered failure, once."""
+    def check(self, run_id: str | None = None, lead_id: str | None = None) -> None:
+        """Raise the remembered failure (of the store, or of this lead), once."""
+        if self.by_lead and run_id is not None and lead_id is not None:
+            err = self.by_lead.pop((run_id, lead_id), None)
+            if err is not None:
+                raise err
         if self.error is not None:
             err, self.error = self.error, None
             raise RuntimeError(f"an earlier queued checkpoint write failed: {err}") from err

@@ -41,7 +41,7 @@ class MemoryStore:
         """Save a lead's state (a JSON snapshot); returns when its batch is applied."""
         _check_ids(run_id, lead_id)
         self._check_open()
-        self._deferred.check()
+        self._deferred.check(run_id, lead_id)
         text = dumps({**state, "saved_at": time.time()})
         self.stats.saves += 1
         await self._group.submit((run_id, lead_id, text))

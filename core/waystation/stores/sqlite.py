@@ -19,7 +19,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import unquote, urlsplit
 
 from waystation.stores import DeferredErrors, StoreStats, _check_ids, _query, dumps, loads
@@ -56,9 +56,12 @@ _UPSERT_RUN = ("INSERT INTO run_meta (run_id, meta, created_at, updated_at) VALU
                "ON CONFLICT (run_id) DO UPDATE SET meta = excluded.meta, updated_at = excluded.updated_at")
 _PAGE = 500
 
-# An operation: (kind, payload, future). kind "w" = lead save (payload: row tuple),
-# "r" = run save (payload: row tuple), "q" = read (payload: callable(conn) -> result).
-_Op = tuple[str, Any, "asyncio.Future[Any]"]
+# An operation: (kind, payload, future). kind "w" = lead save (payload: row tuple), "n" = queued
+# lead save not yet encoded (payload: run_id, lead_id, state, time; no future), "r" = run save
+# (payload: row tuple), "q" = callable(conn) run in the writer.
+_Op = tuple[str, Any, "asyncio.Future[Any] | None"]
+# What the writer reports per operation: (future or None, result, error).
+_Done = tuple["asyncio.Future[Any] | None", Any, BaseException | None]
 
 
 def path_of(url: str) -> Path:
@@ -154,10 +157,10 @@ class SQLiteStore:
             conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, ops: list[_Op]
-                   ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+                   ) -> list[_Done]:
         leads: dict[tuple[str, str], tuple[Any, ...]] = {}
         runs: list[tuple[Any, ...]] = []
-        writers: list[asyncio.Future[Any]] = []
+        writers: list[asyncio.Future[Any] | None] = []
         reads: list[_Op] = []
         for op in ops:
             kind = op[0]
@@ -170,7 +173,7 @@ class SQLiteStore:
                 writers.append(op[2])
             else:
                 reads.append(op)
-        done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        done: list[_Done] = []
         if writers:
             err: BaseException | None = None
             try:
@@ -201,14 +204,21 @@ class SQLiteStore:
 
     # -- the event-loop side --------------------------------------------------------------------
 
-    def _submit(self, kind: str, payload: Any) -> asyncio.Future[Any]:
+    @overload
+    def _submit(self, kind: str, payload: Any) -> asyncio.Future[Any]: ...
+
+    @overload
+    def _submit(self, kind: str, payload: Any, wait: Literal[False]) -> None: ...
+
+    def _submit(self, kind: str, payload: Any, wait: bool = True) -> asyncio.Future[Any] | None:
         if self._closed:
             raise RuntimeError(f"checkpoint store {self.path} is closed")
         loop = asyncio.get_running_loop()
         side = self._sides.get(loop)
         if side is None:
             side = self._sides[loop] = _Side()
-        fut: asyncio.Future[Any] = loop.create_future()
+        # a queued save has no future: its failure is kept for the next save() / close()
+        fut: asyncio.Future[Any] | None = loop.create_future() if wait else None
         side.pending.append((kind, payload, fut))
         if not side.busy and not side.scheduled:
             side.scheduled = True  # hand off after every task ready in this loop turn had its say
@@ -221,12 +231,12 @@ class SQLiteStore:
             return
         batch, side.pending = side.pending, []
         side.busy = True
-        self._ops.put((loop, side, batch))
+        self._ops.put((loop, side, _serialize_queued(batch, self._deferred)))
 
     def _finish(self, loop: asyncio.AbstractEventLoop, side: _Side,
-                done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+                done: list[_Done]) -> None:
         side.busy = False
-        _resolve(done)
+        _resolve(done, self._deferred)
         if side.pending:  # what queued up while this batch committed is the next batch
             self._handoff(loop, side)
 
@@ -239,12 +249,18 @@ class SQLiteStore:
 
     async def save(self, run_id: str, lead_id: str, state: dict[str, Any]) -> None:
         """Save a lead's state; returns when its transaction has committed."""
-        self._deferred.check()
+        self._deferred.check(run_id, lead_id)
         await self._queue_save(run_id, lead_id, state)
 
     def save_nowait(self, run_id: str, lead_id: str, state: dict[str, Any]) -> None:
-        """Queue a save without waiting for it (see :mod:`waystation.stores`, "Queued saves")."""
-        self._deferred.watch(self._queue_save(run_id, lead_id, state))
+        """Queue a save without waiting for it (see :mod:`waystation.stores`, "Queued saves").
+
+        The state is encoded when its batch goes to the writer (at the end of this event-loop
+        turn, or when the running commit ends), and only if no later save of the same lead is in
+        that batch: pass a fresh snapshot (``RunContext.to_state()``) and do not change it."""
+        _check_ids(run_id, lead_id)
+        self.stats.saves += 1
+        self._submit("n", (run_id, lead_id, state, time.time()), wait=False)
 
     def _queue_save(self, run_id: str, lead_id: str, state: dict[str, Any]) -> asyncio.Future[Any]:
         _check_ids(run_id, lead_id)
@@ -326,6 +342,31 @@ class SQLiteStore:
         return f"SQLiteStore({str(self.path)!r}, synchronous={self.synchronous})"
 
 
+def _serialize_queued(batch: list[_Op], deferred: DeferredErrors) -> list[_Op]:
+    """Encode the queued (``save_nowait``) states of a batch that are the latest save of their
+    lead in it; the others are superseded and dropped (nobody waits for them)."""
+    if not any(op[0] == "n" for op in batch):
+        return batch
+    latest: dict[tuple[str, str], int] = {}
+    for i, op in enumerate(batch):
+        if op[0] in ("w", "n"):
+            latest[(op[1][0], op[1][1])] = i
+    out: list[_Op] = []
+    for i, op in enumerate(batch):
+        kind, payload, fut = op
+        if kind != "n":
+            out.append(op)
+        elif latest[(payload[0], payload[1])] == i:
+            run_id, lead_id, state, now = payload
+            try:
+                text = dumps({**state, "saved_at": now})
+            except Exception as exc:  # e.g. a secret: this lead's next save raises it
+                deferred.by_lead[(run_id, lead_id)] = exc
+                continue
+            out.append(("w", (run_id, lead_id, state.get("status"), text, now), fut))
+    return out
+
+
 class _Side:
     """One event loop's side of the store: its queued operations and whether a batch of its
     is with the writer."""
@@ -338,8 +379,13 @@ class _Side:
         self.scheduled = False
 
 
-def _resolve(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+def _resolve(items: list[_Done],
+             deferred: DeferredErrors) -> None:
     for fut, result, err in items:
+        if fut is None:  # a queued save: nobody waits, a failure is raised by the next save
+            if err is not None and deferred.error is None:
+                deferred.error = err
+            continue
         if fut.done():  # the waiter was cancelled; the write happened anyway
             continue
         if err is not None:
