@@ -112,11 +112,14 @@ class FakeVendor:
             def do_POST(self) -> None:
                 kind = self.path.strip("/")
                 length = int(self.headers.get("Content-Length", "0"))
-                body = json.loads(self.rfile.read(length) or b"{}")
-                lead = str(body.get("lead"))
+                raw = self.rfile.read(length)
                 if kind not in vendor.calls:
                     self.send_error(404)
                     return
+                if len(raw) < length or not raw:  # the client died mid-request: nothing to sell
+                    self.send_error(400)
+                    return
+                lead = str(json.loads(raw)["lead"])
                 with vendor.lock:  # billed on receipt, as vendors do
                     vendor.calls[kind][lead] += 1
                 if vendor.delay:

@@ -230,7 +230,9 @@ def test_kill_at_a_point_then_resume(tmp_path: Path, store_url: str, point: str,
 
 @pytest.mark.parametrize("store_url", ["sqlite-full", REDIS], indirect=True)
 def test_kill_at_random_moments_then_resume(tmp_path: Path, store_url: str) -> None:
-    rng = random.Random(int(os.environ.get("WAYSTATION_TEST_SEED", "0")) or None)
+    seed = int(os.environ.get("WAYSTATION_TEST_SEED", "0")) or random.randrange(1, 10**6)
+    print(f"random kills with WAYSTATION_TEST_SEED={seed}")  # shown when the test fails
+    rng = random.Random(seed)
     with FakeVendor() as vendor:
         vendor.delay = 0.004
         batch = Batch(tmp_path, vendor, store_url, n=40, concurrency=4)
