@@ -73,9 +73,15 @@ class Checkpointer(Protocol):
 
 
 class BreakerOpen(WaystationError):
-    """The station's breaker opened between two attempts."""
+    """The station's breaker opened between two attempts, or while a call waited for its
+    rate-limit slot. ``first_attempt``: no call of this step went out at all (it is then skipped
+    with reason ``breaker_open``, like a step refused up front)."""
 
     category = "breaker_open"
+
+    def __init__(self, message: str, first_attempt: bool = False) -> None:
+        super().__init__(message)
+        self.first_attempt = first_attempt
 
 
 def lead_id_of(lead: Mapping[str, Any]) -> str:
@@ -521,6 +527,9 @@ class Engine:
             except Exception as exc:
                 if hold is not None:
                     hold.release()
+                if isinstance(exc, BreakerOpen) and exc.first_attempt:
+                    rec.attempts -= 1  # nothing went out
+                    return await self._skip(ps, rc, "breaker_open")
                 return await self._failed(ps, rc, rec, exc, started)
         return await self._succeeded(ps, rc, rec, outcome, hold, started)
 
@@ -556,7 +565,7 @@ class Engine:
         async def call() -> Outcome:
             if breaker is not None and limiter is not None and await breaker.refuses():
                 # it opened while this call waited for its rate-limit slot
-                raise BreakerOpen(f"breaker of {name} opened")
+                raise BreakerOpen(f"breaker of {name} opened", first_attempt=rec.attempts == first)
             if ps.paid and self.checkpointer is not None:
                 rec.intent = True
                 rec.pending_cost = hold.amount if hold is not None else 0.0

@@ -105,7 +105,8 @@ def on_retry(step: PlannedStep, ctx: RunContext, attempt: int, error: BaseExcept
 @hookspec
 def on_breaker_change(station: str, old: str, new: str, cause: str | None) -> None:
     """Called when a station's circuit breaker changes state (``closed``, ``open``,
-    ``half_open``); ``cause`` is ``failures`` or ``exhausted`` when it opens. Ignored result."""
+    ``half_open``); when it opens ``cause`` is ``failures`` (threshold reached), or ``auth``,
+    ``blocked`` or ``exhausted`` (opened at once by such an error). Ignored result."""
 
 
 # ----------------------------------------------------------------------------- cost

@@ -26,6 +26,12 @@ FAILURE_CATEGORIES = frozenset(
 )
 
 
+#: Failures that open the breaker at once, whatever the threshold: the vendor refused the
+#: credentials (401/403, ``AuthError``), blocked the client (``BlockedError``), or the account is out
+#: of quota (``QuotaExhaustedError``, cause ``exhausted``: open for ``reset_after_exhausted``).
+TRIP_AT_ONCE = frozenset({"auth", "blocked", "exhausted"})
+
+
 class BreakerState(StrEnum):
     """Where a breaker stands."""
 
@@ -36,7 +42,8 @@ class BreakerState(StrEnum):
 
 @dataclass(slots=True)
 class BreakerSnapshot:
-    """The breaker's state as stored: ``cause`` is ``failures`` or ``exhausted`` when open."""
+    """The breaker's state as stored: when open, ``cause`` is ``failures`` (the threshold of
+    consecutive failures was reached), or ``auth``/``blocked``/``exhausted`` (opened at once)."""
 
     state: BreakerState = BreakerState.CLOSED
     failures: int = 0
@@ -121,14 +128,11 @@ def transition_record(snap: BreakerSnapshot, policy: BreakerPolicy, now: float, 
             snap.probes = 0
         return
     snap.failures += 1
-    if (
-        cause == "exhausted"
-        or snap.state is BreakerState.HALF_OPEN
-        or snap.failures >= policy.failure_threshold
-    ):
+    at_once = cause in TRIP_AT_ONCE
+    if at_once or snap.state is BreakerState.HALF_OPEN or snap.failures >= policy.failure_threshold:
         snap.state = BreakerState.OPEN
         snap.opened_at = now
-        snap.cause = "exhausted" if cause == "exhausted" else "failures"
+        snap.cause = cause if at_once else "failures"
         snap.probes = 0
 
 

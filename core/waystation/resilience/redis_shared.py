@@ -177,9 +177,10 @@ elseif op == 'record' then
     end
   else
     s.failures = s.failures + 1
-    if cause == 'exhausted' or s.state == 'half_open' or s.failures >= threshold then
+    local at_once = cause == 'exhausted' or cause == 'auth' or cause == 'blocked'
+    if at_once or s.state == 'half_open' or s.failures >= threshold then
       s.state = 'open'; s.opened_at = now; s.probes = 0
-      if cause == 'exhausted' then s.cause = 'exhausted' else s.cause = 'failures' end
+      if at_once then s.cause = cause else s.cause = 'failures' end
     end
   end
 end
