@@ -518,6 +518,8 @@ def input_fields(cfg: BatchConfig, route: Route) -> tuple[Format, list[str] | No
     if fmt == "csv":
         reader = CsvReader(cfg.input, cfg.max_field_size)
         reader.close()
+        if not reader.columns:
+            raise BatchError(f"{cfg.input}: empty file: a CSV input starts with a header row")
         return fmt, reader.columns, reader.columns
     keys = jsonl_keys(cfg.input) or []
     declared = route.spec.input

@@ -433,3 +433,13 @@ async def test_a_store_failing_at_an_output_flush_stops_the_batch(tmp_path: Path
                                  resume=res.run_id), host(), store=store).run()
     assert res2.exit_code == 0
     assert [r["id"] for r in read_csv(tmp_path / "out.csv")] == [f"L{i:04d}" for i in range(1, 301)]
+
+
+async def test_empty_csv_is_refused(tmp_path: Path) -> None:
+    inp = tmp_path / "empty.csv"
+    inp.write_text("")
+    with pytest.raises(BatchError, match="empty file"):
+        await run_batch(cfg(tmp_path, noop_route(tmp_path), inp), host())
+    inp.write_text("id,name\n")  # a header and no row: nothing to do, and that is fine
+    res = await run_batch(cfg(tmp_path, noop_route(tmp_path), inp), host())
+    assert res.exit_code == 0 and res.written == 0 and res.report.complete
