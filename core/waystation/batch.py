@@ -446,6 +446,8 @@ class BatchConfig:
     report_path: Path | None = None
     flush_every: float = 0.5
     handle_signals: bool = False
+    #: the checkpoint URL came from ``WAYSTATION_CHECKPOINT``: the resume command leaves it there
+    checkpoint_from_env: bool = False
 
     def output_path(self) -> Path:
         """``output``, or ``<input stem>.out.<ext>`` next to the input."""
@@ -582,7 +584,8 @@ class BatchRunner:
         c = self.cfg
         parts = ["waystation", "run", str(c.route), str(c.input), "-o", str(c.output_path()),
                  "--resume", run_id]
-        if c.checkpoint != DEFAULT_SQLITE_URL:
+        if c.checkpoint != DEFAULT_SQLITE_URL and not c.checkpoint_from_env:
+            # a password never appears: it shows as *** (keep it in WAYSTATION_CHECKPOINT instead)
             parts += ["--checkpoint", redact_url(c.checkpoint)]
         if c.rejects is not None:
             parts += ["--rejects", str(c.rejects)]

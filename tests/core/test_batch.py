@@ -443,3 +443,14 @@ async def test_empty_csv_is_refused(tmp_path: Path) -> None:
     inp.write_text("id,name\n")  # a header and no row: nothing to do, and that is fine
     res = await run_batch(cfg(tmp_path, noop_route(tmp_path), inp), host())
     assert res.exit_code == 0 and res.written == 0 and res.report.complete
+
+
+def test_resume_command_never_shows_a_password(tmp_path: Path) -> None:
+    url = "redis://:s3cret@127.0.0.1:6379/0"
+    c = BatchConfig(route=Path("r.yaml"), input=Path("in put.csv"), checkpoint=url, concurrency=4)
+    cmd = BatchRunner(c, host()).command("run-1")
+    assert "s3cret" not in cmd and "redis://:***@127.0.0.1:6379/0" in cmd
+    assert cmd.startswith("waystation run r.yaml 'in put.csv' -o 'in put.out.csv' --resume run-1")
+    assert "--concurrency 4" in cmd
+    c.checkpoint_from_env = True
+    assert "--checkpoint" not in BatchRunner(c, host()).command("run-1")

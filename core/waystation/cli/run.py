@@ -141,6 +141,7 @@ def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path 
         run_id=run_id, resume=resume, limit=limit, grace=grace, max_field_size=max_field_size,
         progress=sys.stdout.isatty() if progress is None else progress, metrics_port=metrics_port,
         metrics_addr=metrics_addr, report_path=report_path, handle_signals=True,
+        checkpoint_from_env=ctx.get_parameter_source("checkpoint") is click.core.ParameterSource.ENVIRONMENT,
     )
 
     def fail(problems: list[Any]) -> None:
