@@ -470,3 +470,16 @@ async def test_a_queued_save_of_a_secret_fails_that_lead_only(store: CheckpointS
             await store.save("run-1", "bad", state("bad"))
     await store.save("run-1", "bad", state("bad"))
     assert await store.load("run-1", "good") is not None and await store.load("run-1", "bad") is not None
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+async def test_sqlite_a_dead_writer_fails_saves_instead_of_hanging(store: CheckpointStore) -> None:
+    assert isinstance(store, SQLiteStore)
+    store._ops.put(None)  # the writer thread stops, as if it had died
+    await asyncio.to_thread(store._thread.join)
+    with pytest.raises(RuntimeError, match="writer thread has stopped"):
+        await asyncio.wait_for(store.save("run-1", "L1", state("L1")), 5)
+    store.save_nowait("run-1", "L2", state("L2"))
+    await asyncio.sleep(0.01)
+    with pytest.raises(RuntimeError, match="writer thread has stopped"):
+        await asyncio.wait_for(store.save("run-1", "L3", state("L3")), 5)

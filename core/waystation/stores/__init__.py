@@ -29,7 +29,9 @@ batch commits, the free step simply runs again on resume. Paid steps (the intent
 the result after it) and the end of every lead are saved with ``save()`` and waited for; since
 batches commit in order, a waited save also means every write queued before it is durable. A
 queued write that fails makes the store's next ``save()`` / ``close()`` raise, so a lost
-checkpoint never goes unnoticed.
+checkpoint never goes unnoticed. The SQLite store encodes a queued state only when its batch goes
+to the writer, and only the latest one of each lead in the batch (pass a fresh ``to_state()``
+snapshot and leave it alone); an encoding failure is raised by that lead's next ``save()``.
 
 Durability, SQLite: ``PRAGMA synchronous=FULL`` by default. Under WAL, ``NORMAL`` already
 survives a killed *process* (the commit is in the WAL file in the OS page cache), but a power
@@ -66,6 +68,7 @@ encoder refuses :class:`pydantic.SecretStr`/``SecretBytes`` values outright.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -88,6 +91,8 @@ __all__ = [
     "budget_ledger",
     "open_store",
 ]
+
+_restored_ids = itertools.count(-1, -1)
 
 #: Where ``--checkpoint`` points when not given.
 DEFAULT_SQLITE_URL = "sqlite:///.waystation/checkpoints.db"
@@ -190,8 +195,8 @@ class BudgetLedger(BaseModel):
         intent held by ``"<lead_id>/<step_id>"`` (the engine releases it when it resumes the step
         and charges the in-doubt cost instead). Returns ``budget``."""
         budget.spent_micros = self.spent_micros
-        for intent in self.intents:
-            res = Reservation(-(len(budget.reservations) + 1), intent.micros, f"{intent.lead_id}/{intent.step_id}")
+        for intent in self.intents:  # negative ids: never confused with the engine's own holds
+            res = Reservation(next(_restored_ids), intent.micros, f"{intent.lead_id}/{intent.step_id}")
             budget.reservations[res.id] = res
         return budget
 

@@ -230,6 +230,10 @@ class SQLiteStore:
         if side.busy or not side.pending:
             return
         batch, side.pending = side.pending, []
+        if not self._thread.is_alive():  # the writer died (a BaseException): fail, never hang
+            err = RuntimeError(f"checkpoint store {self.path}: its writer thread has stopped")
+            _resolve([(op[2], None, err) for op in batch], self._deferred)
+            return
         side.busy = True
         self._ops.put((loop, side, _serialize_queued(batch, self._deferred)))
 
@@ -330,7 +334,8 @@ class SQLiteStore:
         """Commit what is queued, stop the writer thread and close the file."""
         if self._closed:
             return
-        await self._submit("q", lambda conn: None)  # a barrier: everything queued before is done
+        if self._thread.is_alive():
+            await self._submit("q", lambda conn: None)  # a barrier: everything queued before is done
         self._closed = True
         self._ops.put(None)
         await asyncio.to_thread(self._thread.join)
