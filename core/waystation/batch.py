@@ -705,7 +705,11 @@ class BatchRunner:
             raise
 
         collector = ReportCollector(run_id, route.name, [(s.id, s.spec.station) for s in plan.steps])
-        registered: list[object] = [collector] + ([metrics] if metrics is not None else [])
+        registered: list[object] = [collector]
+        if metrics is not None:
+            from waystation.resilience.metrics import ResilienceMetrics
+
+            registered += [metrics, ResilienceMetrics(metrics.registry)]
         for i, obj in enumerate(registered):
             self.host.pm.register(obj, name=f"waystation.batch:{run_id}:{i}")
         engine = Engine(plan, self.host, checkpointer=store, run_id=run_id, batch_budget=batch_budget)

@@ -137,6 +137,24 @@ class Plan:
             provided.update(s.provides)
         return needed
 
+    def level_lines(self) -> list[str]:
+        """One line per level, for people: ``level 1: Income [$0.01; if zipcode exists] | ...``."""
+        lines = []
+        for lvl, steps in enumerate(self.levels):
+            parts = []
+            for s in steps:
+                tag = "" if s.runnable else (" (disabled)" if s.installed else " (not installed)")
+                extra = []
+                if s.cost:
+                    extra.append(f"${s.cost:g}")
+                if s.spec.condition:
+                    extra.append(f"if {s.spec.condition}")
+                if s.fallback_fields:
+                    extra.append(f"fallback for {', '.join(s.fallback_fields)}")
+                parts.append(s.id + tag + (f" [{'; '.join(extra)}]" if extra else ""))
+            lines.append(f"level {lvl}: " + " | ".join(parts))
+        return lines
+
     def describe(self) -> list[dict[str, Any]]:
         """The plan as data (for ``waystation check --json`` and ``run --dry-run``)."""
         out = []

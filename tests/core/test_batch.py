@@ -293,6 +293,9 @@ async def test_metrics_are_served_without_lead_ids(tmp_path: Path) -> None:
     assert "waystation_step_duration_seconds_bucket" in text
     assert "L0001" not in text and "lead_id" not in text
     assert lead_number("L0012") == 12
+    # the retry and breaker series are on the same registry
+    assert "waystation_step_retries_total" in text or "# TYPE waystation_step_retries counter" in text
+    assert "waystation_breaker_transitions" in text
 
 
 class FlakyStore(MemoryStore):

@@ -44,19 +44,8 @@ def _print_plan(plan: Plan, cfg: BatchConfig, fmt: str, header: list[str] | None
     budget = "none" if plan.budget is None else f"${plan.budget:.4f} per lead"
     console.print(f"route [bold]{plan.name}[/bold] ({cfg.route}): {len(plan.steps)} steps, "
                   f"{len(plan.levels)} levels, budget {budget}")
-    for lvl, steps in enumerate(plan.levels):
-        parts = []
-        for s in steps:
-            tag = "" if s.runnable else (" (disabled)" if s.installed else " (not installed)")
-            extra = []
-            if s.cost:
-                extra.append(f"${s.cost:g}")
-            if s.spec.condition:
-                extra.append(f"if {s.spec.condition}")
-            if s.fallback_fields:
-                extra.append(f"fallback for {', '.join(s.fallback_fields)}")
-            parts.append(s.id + tag + (f" [{'; '.join(extra)}]" if extra else ""))
-        console.print(f"  level {lvl}: " + " | ".join(parts), markup=False)
+    for line in plan.level_lines():
+        console.print(f"  {line}", markup=False)
     from waystation.batch import jsonl_keys
 
     needed = sorted(plan.requirements())
