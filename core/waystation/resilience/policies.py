@@ -10,27 +10,11 @@ import asyncio
 import re
 import time
 from email.utils import parsedate_to_datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from waystation.errors import OutcomeValidationError, StepError
-
-#: Error categories ``retry_on`` can name.
-CATEGORIES = (
-    "timeout",
-    "connection",
-    "throttled",
-    "server_error",
-    "client_error",
-    "transient",
-    "permanent",
-    "auth",
-    "blocked",
-    "exhausted",
-    "invalid_output",
-    "error",
-)
 
 Category = Literal[
     "timeout",
@@ -46,6 +30,9 @@ Category = Literal[
     "invalid_output",
     "error",
 ]
+
+#: Error categories ``retry_on`` can name.
+CATEGORIES: tuple[str, ...] = get_args(Category)
 
 DEFAULT_RETRY_ON: tuple[str, ...] = ("timeout", "connection", "throttled", "server_error", "transient")
 

@@ -114,19 +114,14 @@ class RealValidationDNCStation(Station):
         """One lookup for the lead's phone."""
         import httpx
 
-        from waystation_dnc.store import normalize_number
+        from waystation_dnc.lists import scrub_target
 
         cfg = self.config
         if cfg.token is None or not cfg.token.get_secret_value():
             raise AuthError("no RealValidation token: set REALVALIDATION_TOKEN")
-        phone = str(ctx.get("phone", ""))
-        if ctx.get("phone_valid") is False:
-            return Outcome(misses={"dnc_listed": "the phone number is not valid: nothing to scrub"})
-        if phone.startswith("+") and not phone.startswith("+1"):
-            return Outcome(misses={"dnc_listed": "not a US/NANP number: the US registry does not apply"})
-        number = normalize_number(phone)
-        if number is None:
-            return Outcome(misses={"dnc_listed": "phone is not a 10-digit US number"})
+        number = scrub_target(ctx.data)
+        if isinstance(number, str):
+            return Outcome(misses={"dnc_listed": number})
         if self._client is None:
             await self.open()
         assert self._client is not None

@@ -112,19 +112,15 @@ class DNCScrubStation(Station):
 
     async def process(self, ctx: StepContext) -> Outcome:
         """Look the lead's phone up in every configured list."""
-        from waystation_dnc.store import area_code, normalize_number
+        from waystation_dnc.lists import scrub_target
+        from waystation_dnc.store import area_code
 
         if self._store is None:
             await self.open()
         assert self._store is not None
-        phone = str(ctx.get("phone", ""))
-        if ctx.get("phone_valid") is False:
-            return Outcome(misses={"dnc_listed": "the phone number is not valid: nothing to scrub"})
-        if phone.startswith("+") and not phone.startswith("+1"):
-            return Outcome(misses={"dnc_listed": "not a US/NANP number: the US registry does not apply"})
-        number = normalize_number(phone)
-        if number is None:
-            return Outcome(misses={"dnc_listed": "phone is not a 10-digit US number"})
+        number = scrub_target(ctx.data)
+        if isinstance(number, str):
+            return Outcome(misses={"dnc_listed": number})
         lists: list[str] = list(self._store.lookup(number, self.config.lists))
         if ("federal" in self.config.lists and "federal" not in lists and self.config.unloaded_area_code
                 and area_code(number) not in self._loaded):
