@@ -67,7 +67,6 @@ encoder refuses :class:`pydantic.SecretStr`/``SecretBytes`` values outright.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import time
@@ -270,14 +269,6 @@ class DeferredErrors:
     def __init__(self) -> None:
         self.error: BaseException | None = None
         self.by_lead: dict[tuple[str, str], BaseException] = {}
-
-    def watch(self, fut: asyncio.Future[Any]) -> None:
-        """Record ``fut``'s exception when it fails (and mark it retrieved)."""
-        fut.add_done_callback(self._done)
-
-    def _done(self, fut: asyncio.Future[Any]) -> None:
-        if not fut.cancelled() and fut.exception() is not None and self.error is None:
-            self.error = fut.exception()
 
     def check(self, run_id: str | None = None, lead_id: str | None = None) -> None:
         """Raise the remembered failure (of the store, or of this lead), once."""

@@ -1,4 +1,5 @@
-"""Group commit on the event loop (used by the Redis and memory stores).
+"""Group commit on the event loop (used by the Redis and memory stores), and the encoding of a
+batch's lead states (queued states are encoded at flush time, the latest of each lead only).
 
 ``submit(item)`` queues an item and waits; one flusher task takes everything queued so far and
 hands it to ``flush(batch)`` (one pipeline, one transaction), which returns one result per item;
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from waystation.stores import DeferredErrors, dumps
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -21,8 +24,10 @@ class GroupCommitter(Generic[T, R]):
 
     def __init__(self, flush: Callable[[list[T]], Awaitable[Sequence[R]]]) -> None:
         self._flush = flush
-        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._pending: list[tuple[T, asyncio.Future[R] | None]] = []
         self._task: asyncio.Task[None] | None = None
+        #: the failure of a flush holding queued items (nobody waits for them), for the owner to raise
+        self.lost: BaseException | None = None
 
     async def submit(self, item: T) -> R:
         """Queue ``item`` and return its result once the batch holding it was flushed."""
@@ -38,6 +43,12 @@ class GroupCommitter(Generic[T, R]):
             self._task = loop.create_task(self._run())
         return fut
 
+    def queue(self, item: T) -> None:
+        """Queue ``item`` with nobody waiting: a failed flush is kept in :attr:`lost`."""
+        self._pending.append((item, None))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
     async def _run(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
@@ -47,16 +58,42 @@ class GroupCommitter(Generic[T, R]):
                 err = exc if isinstance(exc, Exception) else RuntimeError(
                     f"checkpoint flush interrupted: {type(exc).__name__}")
                 for _, fut in batch:
-                    if not fut.done():
+                    if fut is None:
+                        self.lost = self.lost or err
+                    elif not fut.done():
                         fut.set_exception(err)
                 if not isinstance(exc, Exception):
                     raise
             else:
                 for (_, fut), result in zip(batch, results, strict=True):
-                    if not fut.done():
+                    if fut is not None and not fut.done():
                         fut.set_result(result)
 
     async def drain(self) -> None:
         """Wait until nothing is queued or being flushed."""
         while self._task is not None and not self._task.done():
             await asyncio.shield(self._task)
+
+
+#: A lead save in a batch: (run_id, lead_id, payload). The payload is the encoded text (a waited
+#: ``save``), or ``(state, saved_at)`` for a queued ``save_nowait`` not encoded yet.
+LeadSave = tuple[str, str, "str | tuple[dict[str, Any], float]"]
+
+
+def encode_latest(batch: Sequence[LeadSave], deferred: DeferredErrors) -> dict[tuple[str, str], str]:
+    """The text to write for each lead of ``batch``: its latest save that encodes (a waited save
+    is already text). A queued state that cannot be encoded (a secret, an unknown type) is skipped
+    and its error kept for that lead's next ``save()``; an earlier save of the lead is written."""
+    out: dict[tuple[str, str], str] = {}
+    for run_id, lead_id, payload in reversed(batch):
+        key = (run_id, lead_id)
+        if key in out:
+            continue
+        if isinstance(payload, str):
+            out[key] = payload
+            continue
+        try:
+            out[key] = dumps({**payload[0], "saved_at": payload[1]})
+        except Exception as exc:
+            deferred.by_lead.setdefault(key, exc)
+    return out

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from waystation.stores import DeferredErrors, StoreStats, _check_ids, dumps, loads
-from waystation.stores._group import GroupCommitter
+from waystation.stores._group import GroupCommitter, LeadSave, encode_latest
 
 
 class MemoryStore:
@@ -21,12 +21,12 @@ class MemoryStore:
         self._deferred = DeferredErrors()
         self._leads: dict[str, dict[str, str]] = {}
         self._runs: dict[str, tuple[str, float, float]] = {}
-        self._group: GroupCommitter[tuple[str, str, str], None] = GroupCommitter(self._flush)
+        self._group: GroupCommitter[LeadSave, None] = GroupCommitter(self._flush)
         self._closed = False
 
-    async def _flush(self, batch: list[tuple[str, str, str]]) -> list[None]:
+    async def _flush(self, batch: list[LeadSave]) -> list[None]:
+        merged = encode_latest(batch, self._deferred)
         await asyncio.sleep(0)  # a commit is never instantaneous: let later writers queue up
-        merged = {(run, lead): text for run, lead, text in batch}
         for (run, lead), text in merged.items():
             self._leads.setdefault(run, {})[lead] = text
         self.stats.transactions += 1
@@ -41,6 +41,7 @@ class MemoryStore:
         """Save a lead's state (a JSON snapshot); returns when its batch is applied."""
         _check_ids(run_id, lead_id)
         self._check_open()
+        self._check_lost()
         self._deferred.check(run_id, lead_id)
         text = dumps({**state, "saved_at": time.time()})
         self.stats.saves += 1
@@ -50,9 +51,12 @@ class MemoryStore:
         """Queue a save without waiting for it (see :mod:`waystation.stores`, "Queued saves")."""
         _check_ids(run_id, lead_id)
         self._check_open()
-        text = dumps({**state, "saved_at": time.time()})
         self.stats.saves += 1
-        self._deferred.watch(self._group.submit_nowait((run_id, lead_id, text)))
+        self._group.queue((run_id, lead_id, (state, time.time())))
+
+    def _check_lost(self) -> None:
+        if self._group.lost is not None:
+            self._deferred.error, self._group.lost = self._group.lost, None
 
     async def load(self, run_id: str, lead_id: str) -> dict[str, Any] | None:
         """The saved state of a lead, or ``None``."""
@@ -99,4 +103,5 @@ class MemoryStore:
         """Apply what is queued; further use raises."""
         await self._group.drain()
         self._closed = True
+        self._check_lost()
         self._deferred.check()

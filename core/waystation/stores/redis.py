@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from waystation.stores import DeferredErrors, StoreStats, _check_ids, dumps, loads, redact_url
-from waystation.stores._group import GroupCommitter
+from waystation.stores._group import GroupCommitter, LeadSave, encode_latest
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -46,7 +46,7 @@ class RedisStore:
         self.client: Redis = client or Redis.from_url(parts._replace(query=urlencode(rest)).geturl())
         self.stats = StoreStats()
         self._deferred = DeferredErrors()
-        self._group: GroupCommitter[tuple[str, str, str], None] = GroupCommitter(self._flush)
+        self._group: GroupCommitter[LeadSave, None] = GroupCommitter(self._flush)
         self._reads: GroupCommitter[tuple[str, str], bytes | None] = GroupCommitter(self._fetch)
         self._closed = False
 
@@ -64,9 +64,9 @@ class RedisStore:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    async def _flush(self, batch: list[tuple[str, str, str]]) -> list[None]:
+    async def _flush(self, batch: list[LeadSave]) -> list[None]:
         by_run: dict[str, dict[str, str]] = {}
-        for run, lead, text in batch:
+        for (run, lead), text in encode_latest(batch, self._deferred).items():
             by_run.setdefault(run, {})[lead] = text
         pipe = self.client.pipeline(transaction=True)
         for run, mapping in by_run.items():
@@ -98,6 +98,7 @@ class RedisStore:
         """Save a lead's state; returns when the ``MULTI``/``EXEC`` holding it was executed."""
         _check_ids(run_id, lead_id)
         self._check_open()
+        self._check_lost()
         self._deferred.check(run_id, lead_id)
         text = dumps({**state, "saved_at": time.time()})
         self.stats.saves += 1
@@ -107,9 +108,12 @@ class RedisStore:
         """Queue a save without waiting for it (see :mod:`waystation.stores`, "Queued saves")."""
         _check_ids(run_id, lead_id)
         self._check_open()
-        text = dumps({**state, "saved_at": time.time()})
         self.stats.saves += 1
-        self._deferred.watch(self._group.submit_nowait((run_id, lead_id, text)))
+        self._group.queue((run_id, lead_id, (state, time.time())))
+
+    def _check_lost(self) -> None:
+        if self._group.lost is not None:
+            self._deferred.error, self._group.lost = self._group.lost, None
 
     async def save_run(self, run_id: str, meta: dict[str, Any]) -> None:
         """Save a run's metadata (and register the run), TTL in the same transaction."""
@@ -197,6 +201,7 @@ class RedisStore:
         await self._reads.drain()
         self._closed = True
         await self.client.aclose()
+        self._check_lost()
         self._deferred.check()
 
     def __repr__(self) -> str:
