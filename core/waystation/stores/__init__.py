@@ -4,7 +4,12 @@ Three implementations of one :class:`CheckpointStore` protocol, picked by URL wi
 
 ``sqlite:///path/to/file.db``
     The embedded default (``sqlite://`` alone means ``.waystation/checkpoints.db``). One file, WAL
-    mode, no server. A dedicated writer thread owns the only connection (stdlib :mod:`sqlite3`).
+    mode, no server. Stdlib :mod:`sqlite3`: a dedicated writer thread owns the writing
+    connection and gets whole batches (one hand-off per batch); reads go through a second
+    connection on the caller's thread (under WAL a reader sees the last commit and never waits for
+    the writer). aiosqlite was measured as the alternative (``bench/checkpoint.py``: the same
+    group-commit throughput by hand), but it costs a thread round trip per call (``BEGIN``,
+    insert, ``COMMIT``, every read) where this costs one per batch, and it is one dependency less.
     Query options: ``synchronous=full|normal`` (default ``full``), ``busy_timeout`` (ms).
 ``redis://host:port/db?ttl=604800&prefix=waystation``
     For workers on several machines (redis-py asyncio). ``ttl`` in seconds (default 7 days, ``0``
@@ -16,7 +21,7 @@ Group commit
 ------------
 ``save()`` returns only when the write is durable, but writers never wait for each other one by
 one: every ``save()`` issued while a commit is in progress joins the *next* batch, and a batch is
-one SQLite transaction (``executemany`` + ``COMMIT``) or one Redis ``MULTI``/``EXEC`` pipeline.
+one SQLite transaction (a multi-row upsert + ``COMMIT``) or one Redis ``MULTI``/``EXEC`` pipeline.
 When the batch is done every waiter in it resumes. So with N leads in flight the cost of a
 commit (an ``fsync``, a network round trip) is shared by up to N writes, and nothing is ever
 acknowledged before it is on disk. Several saves of the same lead in one batch are written once
@@ -29,9 +34,10 @@ batch commits, the free step simply runs again on resume. Paid steps (the intent
 the result after it) and the end of every lead are saved with ``save()`` and waited for; since
 batches commit in order, a waited save also means every write queued before it is durable. A
 queued write that fails makes the store's next ``save()`` / ``close()`` raise, so a lost
-checkpoint never goes unnoticed. The SQLite store encodes a queued state only when its batch goes
-to the writer, and only the latest one of each lead in the batch (pass a fresh ``to_state()``
-snapshot and leave it alone); an encoding failure is raised by that lead's next ``save()``.
+checkpoint never goes unnoticed. A queued state is encoded only when its batch is flushed, and
+only the latest one of each lead in the batch (so pass a fresh ``to_state()`` snapshot and leave
+it alone); an encoding failure (a secret, an unknown type) is raised by that lead's next
+``save()``, never blamed on another lead.
 
 Durability, SQLite: ``PRAGMA synchronous=FULL`` by default. Under WAL, ``NORMAL`` already
 survives a killed *process* (the commit is in the WAL file in the OS page cache), but a power
