@@ -33,6 +33,7 @@ class Vendor:
         self.free: dict[str, int] = {}
         self.cache: dict[str, str] = {}
         self.hang = False
+        self.hang_free = False
         self.entered = asyncio.Event()
         self.recheck_answers = True
 
@@ -79,7 +80,7 @@ class PhoneLookup(Station):
 
 
 class LineType(Station):
-    """Free: classifies the phone."""
+    """Free: classifies the phone (hangs when ``VENDOR.hang_free`` is set)."""
 
     name = "LineType"
     requires = ("phone",)
@@ -87,6 +88,9 @@ class LineType(Station):
 
     async def process(self, ctx: StepContext) -> Outcome:
         VENDOR.free["LineType"] = VENDOR.free.get("LineType", 0) + 1
+        if VENDOR.hang_free:
+            VENDOR.entered.set()
+            await asyncio.sleep(3600)
         return Outcome({"line_type": "mobile"})
 
 
@@ -382,3 +386,28 @@ steps:
     finally:
         await store.close()
 
+
+
+@KINDS
+async def test_a_crash_in_a_free_step_after_a_paid_one_never_rebuys_it(url: str, vendor: Vendor) -> None:
+    stores = Stores(url)
+    try:
+        store = stores.open()
+        vendor.hang_free = True
+        engine = Engine.from_text(route("repay"), STATIONS, checkpointer=store, run_id="run-1")
+        task = asyncio.ensure_future(engine.run(LEAD))
+        await asyncio.wait_for(vendor.entered.wait(), 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await engine.close()
+        vendor.hang_free = False
+        result = await resume(stores, route("repay"), "run-1")
+        assert result.status == "succeeded"
+        assert vendor.calls == {"L1": 1}  # the paid result was saved (and waited for) before going on
+        assert vendor.free == {"Identity": 1, "LineType": 2}  # the interrupted free step ran again
+        assert not result.steps["PhoneLookup"].in_doubt
+        ledger = await budget_ledger(stores.open(), "run-1")
+        assert ledger.total_micros == vendor.paid() * 250_000
+    finally:
+        await stores.close()
