@@ -130,6 +130,7 @@ class SQLiteStore:
         if str(mode).lower() != "wal":
             raise RuntimeError(f"{self.path}: could not switch to WAL mode (got {mode})")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA journal_size_limit=67108864")  # truncate the WAL back to 64 MB after checkpoints
         conn.executescript(_SCHEMA)
         return conn
 
