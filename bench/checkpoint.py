@@ -25,12 +25,14 @@ process CPU per lead (steadier than the wall clock on a shared machine) and rati
 not a test::
 
     python bench/checkpoint.py [--leads 20000] [--in-flight 100,500] [--repeat 3] [--synchronous full]
+                               [--gc-threshold 20000] [--no-redis]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import queue
@@ -393,8 +395,14 @@ def main() -> None:
     parser.add_argument("--synchronous", default="full", choices=["full", "normal"])
     parser.add_argument("--no-redis", action="store_true")
     parser.add_argument("--dir", default=None, help="where the SQLite files go (default: a temp dir)")
+    parser.add_argument("--gc-threshold", type=int, default=None,
+                        help="gc.freeze() and gc.set_threshold(N, 50, 50) for every variant (a batch "
+                             "process may tune its GC this way; default: Python's defaults)")
     args = parser.parse_args()
     n, sync = args.leads, args.synchronous
+    if args.gc_threshold:
+        gc.freeze()
+        gc.set_threshold(args.gc_threshold, 50, 50)
     use_redis = not args.no_redis and asyncio.run(redis_up())
     prefix = f"wsbench-{uuid.uuid4().hex[:8]}"
     headline: list[str] = []
