@@ -483,3 +483,30 @@ async def test_sqlite_a_dead_writer_fails_saves_instead_of_hanging(store: Checkp
     await asyncio.sleep(0.01)
     with pytest.raises(RuntimeError, match="writer thread has stopped"):
         await asyncio.wait_for(store.save("run-1", "L3", state("L3")), 5)
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+async def test_sqlite_two_processes_share_one_file(store: CheckpointStore, store_url: str) -> None:
+    import subprocess
+    import sys
+
+    code = f"""
+import asyncio
+from waystation.stores import open_store
+
+async def main():
+    s = open_store({store_url!r})
+    for k in range(20):
+        await asyncio.gather(*(s.save("run-other", f"L{{k}}-{{i}}", {{"status": "running", "k": k}})
+                               for i in range(20)))
+    await s.close()
+
+asyncio.run(main())
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
+    for k in range(20):
+        await asyncio.gather(*(store.save("run-mine", f"L{k}-{i}", state(f"L{k}-{i}")) for i in range(20)))
+    _, err = await asyncio.to_thread(proc.communicate, timeout=60)
+    assert proc.returncode == 0, err.decode()
+    assert len([s async for s in store.iter_states("run-mine")]) == 400
+    assert len([s async for s in store.iter_states("run-other")]) == 400
