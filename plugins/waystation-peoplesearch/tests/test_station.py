@@ -214,8 +214,7 @@ async def test_a_block_opens_the_breaker(httpserver: HTTPServer, settings: dict[
     assert requests_to(httpserver, "/results") == 1
 
 
-async def test_default_breaker_stops_after_three_blocks(httpserver: HTTPServer,
-                                                        settings: dict[str, Any]) -> None:
+async def test_a_block_page_opens_the_breaker_at_once(httpserver: HTTPServer, settings: dict[str, Any]) -> None:
     httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
     httpserver.expect_request("/results").respond_with_data(page("access_denied"), status=403,
                                                             content_type=HTML)
@@ -223,13 +222,11 @@ async def test_default_breaker_stops_after_three_blocks(httpserver: HTTPServer,
                                                     "settings": settings, **FAST}]})
     results = await run_route(route, [{**JOHN, "id": str(i)} for i in range(6)], [TruePeopleSearchStation])
     recs = [r.steps[TruePeopleSearchStation.name] for r in results]
-    # one block page, then no request at all: the next leads fail "blocked" at once (block_cooldown)
-    # until the breaker (3 failures) opens and the rest are skipped
+    # one block page, then no request at all: a BlockedError opens the core's breaker at once
+    # (whatever failure_threshold says), so every later lead is skipped without a request
     assert requests_to(httpserver, "/results") == 1
-    threshold = TruePeopleSearchStation.breaker.failure_threshold  # type: ignore[union-attr]
-    assert [r.error_category for r in recs[:threshold]] == ["blocked"] * threshold
-    assert "block_cooldown" in (recs[1].error or "")
-    assert [r.reason for r in recs[threshold:]] == ["breaker_open"] * (6 - threshold)
+    assert recs[0].status == "failed" and recs[0].error_category == "blocked"
+    assert [r.reason for r in recs[1:]] == ["breaker_open"] * 5
 
 
 async def test_requests_resume_after_the_block_cooldown(httpserver: HTTPServer, settings: dict[str, Any]) -> None:
@@ -238,7 +235,8 @@ async def test_requests_resume_after_the_block_cooldown(httpserver: HTTPServer, 
     httpserver.expect_request("/results").respond_with_data(page("results_john_smith"), content_type=HTML)
     httpserver.expect_request(JOHN_DETAIL).respond_with_data(page("detail_px0l4n6r2u8t1m0q9"), content_type=HTML)
     route = yaml.safe_dump({"name": "t", "steps": [{"station": TruePeopleSearchStation.name,
-                                                    "settings": {**settings, "block_cooldown": 0}, **FAST}]})
+                                                    "settings": {**settings, "block_cooldown": 0}, **FAST,
+                                                    "breaker": {"reset_after": 0}}]})
     results = await run_route(route, [{**JOHN, "id": "1"}, {**JOHN, "id": "2"}], [TruePeopleSearchStation])
     recs = [r.steps[TruePeopleSearchStation.name] for r in results]
     assert recs[0].error_category == "blocked" and recs[1].hit

@@ -65,7 +65,8 @@ class PeopleSearchSettings(StationSettings):
       rate limit, which counts calls, each of which makes two requests).
     - ``request_timeout``: seconds per HTTP request.
     - ``block_cooldown``: after a captcha / "Access Denied" page, seconds during which the station
-      sends no request at all (each call fails ``blocked`` at once; the breaker then opens).
+      sends no request at all (each call fails ``blocked`` at once). The core's breaker also opens
+      at the first block page; the cooldown still holds when the breaker is off or reset by hand.
     """
 
     model_config = SettingsConfigDict(env_prefix="WAYSTATION_PEOPLESEARCH_", extra="forbid", frozen=True,
