@@ -10,10 +10,11 @@ queued while a flush runs form the next batch, so the batch size adapts to the l
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from waystation.stores import DeferredErrors, dumps
+from waystation.stores import DeferredErrors, StoreStats, _check_ids, dumps
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -97,3 +98,40 @@ def encode_latest(batch: Sequence[LeadSave], deferred: DeferredErrors) -> dict[t
         except Exception as exc:
             deferred.by_lead.setdefault(key, exc)
     return out
+
+
+
+class GroupedSaves:
+    """``save`` / ``save_nowait`` over a :class:`GroupCommitter` of :data:`LeadSave` items, shared
+    by the stores that batch on the event loop (memory, Redis); they set the four attributes."""
+
+    stats: StoreStats
+    _deferred: DeferredErrors
+    _group: GroupCommitter[LeadSave, None]
+    _closed: bool
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("checkpoint store is closed")
+
+    def _check_lost(self) -> None:
+        if self._group.lost is not None:
+            self._deferred.error, self._group.lost = self._group.lost, None
+
+    async def save(self, run_id: str, lead_id: str, state: dict[str, Any]) -> None:
+        """Save a lead's state (a JSON snapshot); returns when the batch holding it is applied
+        (for Redis: when the ``MULTI``/``EXEC`` holding it was executed)."""
+        _check_ids(run_id, lead_id)
+        self._check_open()
+        self._check_lost()
+        self._deferred.check(run_id, lead_id)
+        text = dumps({**state, "saved_at": time.time()})
+        self.stats.saves += 1
+        await self._group.submit((run_id, lead_id, text))
+
+    def save_nowait(self, run_id: str, lead_id: str, state: dict[str, Any]) -> None:
+        """Queue a save without waiting for it (see :mod:`waystation.stores`, "Queued saves")."""
+        _check_ids(run_id, lead_id)
+        self._check_open()
+        self.stats.saves += 1
+        self._group.queue((run_id, lead_id, (state, time.time())))

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from waystation.stores import DeferredErrors, StoreStats, _check_ids, dumps, loads
-from waystation.stores._group import GroupCommitter, LeadSave, encode_latest
+from waystation.stores._group import GroupCommitter, GroupedSaves, LeadSave, encode_latest
 
 
-class MemoryStore:
+class MemoryStore(GroupedSaves):
     """Checkpoints in memory (``memory://``); lost with the process. For tests."""
 
     def __init__(self, url: str = "memory://") -> None:
@@ -32,31 +32,6 @@ class MemoryStore:
         self.stats.transactions += 1
         self.stats.rows += len(merged)
         return [None] * len(batch)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("checkpoint store is closed")
-
-    async def save(self, run_id: str, lead_id: str, state: dict[str, Any]) -> None:
-        """Save a lead's state (a JSON snapshot); returns when its batch is applied."""
-        _check_ids(run_id, lead_id)
-        self._check_open()
-        self._check_lost()
-        self._deferred.check(run_id, lead_id)
-        text = dumps({**state, "saved_at": time.time()})
-        self.stats.saves += 1
-        await self._group.submit((run_id, lead_id, text))
-
-    def save_nowait(self, run_id: str, lead_id: str, state: dict[str, Any]) -> None:
-        """Queue a save without waiting for it (see :mod:`waystation.stores`, "Queued saves")."""
-        _check_ids(run_id, lead_id)
-        self._check_open()
-        self.stats.saves += 1
-        self._group.queue((run_id, lead_id, (state, time.time())))
-
-    def _check_lost(self) -> None:
-        if self._group.lost is not None:
-            self._deferred.error, self._group.lost = self._group.lost, None
 
     async def load(self, run_id: str, lead_id: str) -> dict[str, Any] | None:
         """The saved state of a lead, or ``None``."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from waystation.stores import DeferredErrors, StoreStats, _check_ids, dumps, loads, redact_url
-from waystation.stores._group import GroupCommitter, LeadSave, encode_latest
+from waystation.stores._group import GroupCommitter, GroupedSaves, LeadSave, encode_latest
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -28,7 +28,7 @@ DEFAULT_TTL = 7 * 24 * 3600
 _OWN_OPTIONS = ("ttl", "prefix")
 
 
-class RedisStore:
+class RedisStore(GroupedSaves):
     """Checkpoints in Redis (``redis://host:port/db?ttl=SECONDS&prefix=NAME``)."""
 
     def __init__(self, url: str, *, client: Redis | None = None) -> None:
@@ -89,31 +89,6 @@ class RedisStore:
         for run, lead in batch:
             pipe.hget(self._leads_key(run), lead)
         return list(await pipe.execute())
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("checkpoint store is closed")
-
-    async def save(self, run_id: str, lead_id: str, state: dict[str, Any]) -> None:
-        """Save a lead's state; returns when the ``MULTI``/``EXEC`` holding it was executed."""
-        _check_ids(run_id, lead_id)
-        self._check_open()
-        self._check_lost()
-        self._deferred.check(run_id, lead_id)
-        text = dumps({**state, "saved_at": time.time()})
-        self.stats.saves += 1
-        await self._group.submit((run_id, lead_id, text))
-
-    def save_nowait(self, run_id: str, lead_id: str, state: dict[str, Any]) -> None:
-        """Queue a save without waiting for it (see :mod:`waystation.stores`, "Queued saves")."""
-        _check_ids(run_id, lead_id)
-        self._check_open()
-        self.stats.saves += 1
-        self._group.queue((run_id, lead_id, (state, time.time())))
-
-    def _check_lost(self) -> None:
-        if self._group.lost is not None:
-            self._deferred.error, self._group.lost = self._group.lost, None
 
     async def save_run(self, run_id: str, meta: dict[str, Any]) -> None:
         """Save a run's metadata (and register the run), TTL in the same transaction."""
