@@ -32,6 +32,7 @@ from waystation.errors import OutcomeValidationError, StepError, WaystationError
 from waystation.lead import check_fields
 from waystation.plan import Plan, PlannedStep, compile_route, outcome_model
 from waystation.plugins import PluginHost
+from waystation.redact import redact
 from waystation.resilience.breaker import BreakerBackend, BreakerState, CircuitBreaker
 from waystation.resilience.policies import classify_error, retry_after_of
 from waystation.resilience.ratelimit import RateBackend, StationLimiter
@@ -97,14 +98,6 @@ def lead_id_of(lead: Mapping[str, Any]) -> str:
 
 def _present(value: Any) -> bool:
     return value is not None and value != ""
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret value replaced by ``***``."""
-    for s in secrets:
-        if s and s in text:
-            text = text.replace(s, "***")
-    return text
 
 
 async def _await_all(results: Sequence[Any]) -> list[Any]:

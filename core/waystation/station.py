@@ -82,6 +82,12 @@ class StationSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="forbid", frozen=True, env_ignore_empty=True)
 
+    def model_post_init(self, context: Any, /) -> None:
+        """Register the secret values so that no log record of the process shows them."""
+        from waystation.redact import protect
+
+        protect(self.secret_values())
+
     def secret_values(self) -> list[str]:
         """The plain values of every secret field (used to redact them from texts)."""
         out: list[str] = []

@@ -175,7 +175,10 @@ def test_secret_in_a_log_line_or_header_is_caught() -> None:
 
     r = check(Chatty)
     leaks = " | ".join(v.message for v in r.violations if v.check == "secrets")
-    assert "log line" in leaks and "header 'X-Debug'" in leaks, str(r)
+    assert "header 'X-Debug'" in leaks, str(r)
+    # the core masks every secret setting value in every log record (waystation.redact), so the
+    # logged key never reaches a log line: not a leak any more
+    assert "log line" not in leaks, str(r)
 
 
 def test_plain_str_secret_setting_is_flagged() -> None:

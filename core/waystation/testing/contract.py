@@ -255,7 +255,7 @@ def check_declarations(station: type[Station], report: ContractReport) -> None:
             report.add("declarations", f"provides cannot be validated: {exc}")
     if not isinstance(station.cost, int | float) or station.cost < 0:
         report.add("declarations", f"cost must be a number >= 0, got {station.cost!r}")
-    elif station.paid is True and station.cost == 0:
+    elif station.paid is True and station.cost == 0 and not _prices_from_settings(station):
         report.add("cost", "paid = True but cost is 0: declare the price per call so budgets can reserve it")
     if not (isinstance(station.Settings, type) and issubclass(station.Settings, StationSettings)):
         report.add("declarations", "Settings must subclass waystation.StationSettings")
@@ -319,6 +319,11 @@ def _diff(before: Any, after: Any, path: str = "") -> list[str]:
         return [] if before == after else [path]
     except Exception:  # pragma: no cover - exotic values
         return []
+
+
+def _prices_from_settings(station: type[Station]) -> bool:
+    """Whether the station overrides ``declared_cost`` (its price is a setting)."""
+    return getattr(station.declared_cost, "__func__", None) is not Station.declared_cost.__func__  # type: ignore[attr-defined]
 
 
 def _redact(text: str, secrets: Iterable[str]) -> str:
@@ -480,6 +485,7 @@ async def _normal_call(station: type[Station], inst: Station, sample_lead: Mappi
                        report: ContractReport, error_texts: list[str]) -> None:
     original = copy.deepcopy(dict(sample_lead))
     given = copy.deepcopy(dict(sample_lead))
+    declared = float(station.declared_cost(step_settings))
     lead = RecordingMapping(given)
     ctx = _context(lead, station.name, step_settings, station.name or "contract")
     before = vendor.count()
@@ -526,14 +532,14 @@ async def _normal_call(station: type[Station], inst: Station, sample_lead: Mappi
             report.outcome = out
             for p in _type_problems(station, out.fields):
                 report.add("outcome", p)
-            if out.cost > station.cost + 1e-12:
-                report.add("cost", f"incurred ${out.cost:g} but declares cost ${station.cost:g}: the budget "
+            if out.cost > declared + 1e-12:
+                report.add("cost", f"incurred ${out.cost:g} but declares cost ${declared:g}: the budget "
                                    "reserves the declared cost, so declare at least what a call may cost")
             text = json.dumps({"fields": out.fields, "reason": out.reason, "misses": out.misses}, default=str)
             if any(s in text for s in secrets):
                 report.add("secrets", "a secret setting value appears in the outcome")
     # paid vendor without a cost
-    if report.requests and station.cost == 0 and station.paid is not False:
+    if report.requests and declared == 0 and station.paid is not False:
         report.add("cost", f"made {report.requests} HTTP request(s) to the vendor but declares cost 0: "
                            "declare the price per call, or set paid = False if the vendor is free")
     # secrets

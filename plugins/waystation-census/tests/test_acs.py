@@ -279,9 +279,7 @@ async def test_unreachable_api_is_a_connection_error() -> None:
 
 @pytest.mark.parametrize(("cls", "window"), [(IncomeStation, 0), (DemographicsStation, 0), (IncomeStation, 0.01)])
 def test_contract_in_api_mode(cls: type, window: float) -> None:
-    check = getattr(waystation.testing, "check_station_contract", None)
-    if check is None:
-        pytest.skip("waystation.testing.check_station_contract is not in this core yet")
+    check = waystation.testing.check_station_contract
     from waystation.testing import FakeVendor
 
     vendor = FakeVendor()

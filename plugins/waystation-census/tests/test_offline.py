@@ -149,9 +149,7 @@ def test_declarations() -> None:
 
 @pytest.mark.parametrize("cls", [IncomeStation, DemographicsStation])
 def test_contract(cls: type) -> None:
-    check = getattr(waystation.testing, "check_station_contract", None)
-    if check is None:
-        pytest.skip("waystation.testing.check_station_contract is not in this core yet")
+    check = waystation.testing.check_station_contract
     report = check(cls, {"zipcode": "02139"})
     assert not report.violations
 

@@ -96,7 +96,7 @@ async def test_number_that_does_not_exist_is_a_paid_miss(httpserver: HTTPServer)
 
 async def test_no_token_fails_before_any_call(httpserver: HTTPServer) -> None:
     r = await run_station(RealValidationDNCStation, {"phone": "+12125550100"},
-                          settings={"base_url": httpserver.url_for("/")})
+                          settings={"base_url": httpserver.url_for("/"), "price": 0.004})
     assert r.record.status == "failed" and "REALVALIDATION_TOKEN" in (r.record.error or "")
     assert len(httpserver.log) == 0
 
@@ -105,5 +105,13 @@ async def test_token_from_environment(httpserver: HTTPServer, monkeypatch: pytes
     monkeypatch.setenv("REALVALIDATION_TOKEN", TOKEN)
     answer(httpserver, CLEAN)
     r = await run_station(RealValidationDNCStation, {"phone": "(212) 555-0100"},
-                          settings={"base_url": httpserver.url_for("/rpvWebService")})
+                          settings={"base_url": httpserver.url_for("/rpvWebService"), "price": 0.004})
     assert r.fields["dnc_listed"] is False
+
+
+def test_a_route_without_a_price_is_refused_before_any_lead() -> None:
+    from waystation import Engine, RouteError
+
+    text = "name: r\nsteps:\n  - station: RealValidationDNCStation\n    settings: {base_url: 'http://127.0.0.1:9'}\n"
+    with pytest.raises(RouteError, match="price"):
+        Engine.from_text(text, [RealValidationDNCStation])

@@ -208,10 +208,8 @@ def test_station_declaration() -> None:
     assert not cls.is_paid()
 
 
-def test_contract_if_the_core_has_the_checker() -> None:
-    check = getattr(waystation.testing, "check_station_contract", None)
-    if check is None:
-        pytest.skip("waystation.testing.check_station_contract is not in this core yet")
+def test_contract() -> None:
+    check = waystation.testing.check_station_contract
     check(IdentityResolutionStation)
     report = check(IdentityResolutionStation, {
         "name": "Dr. Jane Q. Doe", "address": "1 Market St, San Francisco, CA 94105", "country": "US",

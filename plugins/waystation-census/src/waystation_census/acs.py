@@ -16,8 +16,6 @@ error message, and a filter on the ``httpx`` logger masks the key in its request
 from __future__ import annotations
 
 import asyncio
-import logging
-import re
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -50,23 +48,8 @@ DEMOGRAPHIC_VARIABLES: tuple[str, ...] = (
     EDUCATION_TOTAL, *EDUCATION_BACHELORS_PLUS, TENURE_TOTAL, TENURE_OWNER, AGE_TOTAL, *AGE_65_PLUS,
 )
 
-_KEY_IN_URL = re.compile(r"(?i)([?&]key=)[^&\s\"']*")
-
-
-class _MaskKey(logging.Filter):
-    """Masks ``key=...`` in the request lines httpx logs (the Census key travels in the URL)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and record.args:
-            record.args = tuple(_KEY_IN_URL.sub(r"\1***", str(a)) if "key=" in str(a) else a
-                                for a in record.args)
-        if isinstance(record.msg, str) and "key=" in record.msg:
-            record.msg = _KEY_IN_URL.sub(r"\1***", record.msg)
-        return True
-
-
-_MASK = _MaskKey()
-logging.getLogger("httpx").addFilter(_MASK)
+# The key travels in the URL's query; httpx logs request URLs. The core masks every secret setting
+# value in every log record of the process (waystation.redact), so the key never reaches a log.
 
 
 def _ratio(row: dict[str, Any], numerators: Iterable[str], denominator: str) -> float | None:

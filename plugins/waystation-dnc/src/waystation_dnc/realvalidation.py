@@ -56,8 +56,8 @@ class RealValidationSettings(StationSettings):
                                     description="RealValidation API token.")
     base_url: str = Field(default="https://api.realvalidation.com/rpvWebService",
                           description="API base URL (tests: 127.0.0.1).")
-    price: float = Field(default=0.0, ge=0,
-                         description="USD per lookup under your plan (also give the step `cost:`).")
+    price: float = Field(gt=0, description="USD per lookup under your plan (required: RealValidation "
+                                           "publishes no list price). It is reserved before each call.")
     lists: list[str] = Field(default_factory=lambda: list(FLAGS.values()),
                              description="Which answers count as listed: federal, state, dma, litigator.")
     on_listed: OnListed = Field(default="skip_remaining", description="Stop decision for a listed number.")
@@ -88,6 +88,12 @@ class RealValidationDNCStation(Station):
     def __init__(self, settings: StationSettings | None = None) -> None:
         super().__init__(settings)
         self._client: httpx.AsyncClient | None = None
+
+    @classmethod
+    def declared_cost(cls, settings: StationSettings) -> float:
+        """Reserve the plan's price per lookup (the ``price`` setting) before each call."""
+        assert isinstance(settings, RealValidationSettings)
+        return settings.price
 
     @property
     def config(self) -> RealValidationSettings:
