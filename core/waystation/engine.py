@@ -316,16 +316,15 @@ class Engine:
         return result
 
     def _finish_data(self, rc: RunContext) -> LeadResult:
+        """The result of a lead that had already ended (loaded from its checkpoint): its data is
+        rebuilt from the saved outcomes in route order; saved provenance is kept (see ``_merge``)."""
         data = dict(rc.input)
         prov: dict[str, Provenance] = {}
         for ps in self.plan.steps:
             fields = rc.outcomes.get(ps.id)
             if fields is not None:
                 self._merge(data, prov, ps, fields, rc)
-        rc.data = data
-        if rc.provenance:
-            prov = {**prov, **{k: v for k, v in rc.provenance.items() if k in prov}}
-        rc.provenance = prov
+        rc.data, rc.provenance = data, prov
         return rc.result()
 
     def _merge(self, data: dict[str, Any], prov: dict[str, Provenance] | None, ps: PlannedStep,
