@@ -26,9 +26,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import SettingsConfigDict
 from waystation import (
     AuthError,
@@ -52,6 +52,8 @@ from waystation_rapidapi.models import Candidate, DetailsResponse, PhoneDetail, 
 
 if TYPE_CHECKING:
     import httpx
+
+M = TypeVar("M", bound=BaseModel)
 
 log = logging.getLogger("waystation.rapidapi")
 
@@ -494,15 +496,18 @@ class SkipTracingStation(Station):
         resp = await self._get(endpoint, query)
         if resp.status_code != 200:
             self._raise_for(resp, endpoint)
-        body = self._json(resp, endpoint)
-        if not isinstance(body, dict):
-            raise ServerError(f"RapidAPI answered /{endpoint} with JSON that is not an object", status=200)
-        try:
-            parsed = SearchResponse.model_validate(body)
-        except ValidationError:
-            raise ServerError(f"RapidAPI answered /{endpoint} with an unexpected PeopleDetails shape",
-                              status=200) from None
+        parsed = self._parse(resp, endpoint, SearchResponse, "PeopleDetails shape")
         return [c for c in parsed.people if c.person_id]
+
+    def _parse(self, resp: httpx.Response, path: str, model: type[M], what: str) -> M:
+        """A 200 body as ``model``; anything else the vendor sent is a (retried) server error."""
+        body = self._json(resp, path)
+        if not isinstance(body, dict):
+            raise ServerError(f"RapidAPI answered /{path} with JSON that is not an object", status=200)
+        try:
+            return model.model_validate(body)
+        except ValidationError:
+            raise ServerError(f"RapidAPI answered /{path} with an unexpected {what}", status=200) from None
 
     async def _details_once(self, peo_id: str) -> DetailsResponse:
         path = "search/detailsbyID"
@@ -512,14 +517,7 @@ class SkipTracingStation(Station):
             raise _NotValidYet(self._message(resp))
         if resp.status_code != 200:
             self._raise_for(resp, path)
-        body = self._json(resp, path)
-        if not isinstance(body, dict):
-            raise ServerError(f"RapidAPI answered /{path} with JSON that is not an object", status=200)
-        try:
-            details = DetailsResponse.model_validate(body)
-        except ValidationError:
-            raise ServerError(f"RapidAPI answered /{path} with an unexpected record shape",
-                              status=200) from None
+        details = self._parse(resp, path, DetailsResponse, "record shape")
         if not details.is_record:
             raise _NotValidYet(self._clean(details.message or "no person in the record"))
         return details
