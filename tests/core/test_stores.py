@@ -7,15 +7,14 @@ failure under ``CI=true``). Every Redis test uses its own key prefix and deletes
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from services import KINDS, REDIS_URL
 from waystation.budget import Budget
 from waystation.stores import (
     CheckpointStore,
@@ -25,50 +24,6 @@ from waystation.stores import (
     redact_url,
 )
 from waystation.stores.sqlite import SQLiteStore, path_of
-
-REDIS_URL = os.environ.get("WAYSTATION_TEST_REDIS", "redis://127.0.0.1:6379/0")
-KINDS = ["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)]
-
-
-async def redis_available() -> None:
-    """Skip (or fail under CI=true) when Redis does not answer."""
-    redis_asyncio = pytest.importorskip("redis.asyncio")
-    client = redis_asyncio.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        await client.ping()
-    except Exception as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis is required under CI=true but {REDIS_URL} is unreachable: {exc}")
-        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc}")
-    finally:
-        await client.aclose()
-
-
-async def purge_prefix(prefix: str) -> None:
-    from redis.asyncio import Redis
-
-    client = Redis.from_url(REDIS_URL)
-    try:
-        keys = [k async for k in client.scan_iter(f"{prefix}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A URL for a fresh, empty store of the parametrized kind."""
-    kind = request.param
-    if kind == "memory":
-        yield "memory://"
-    elif kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ck.db'}"
-    else:
-        await redis_available()
-        prefix = f"wstest-{uuid.uuid4().hex[:10]}"
-        yield f"{REDIS_URL}?ttl=600&prefix={prefix}"
-        await purge_prefix(prefix)
 
 
 @pytest.fixture

@@ -10,14 +10,11 @@ Runs against memory, SQLite and Redis (marker ``redis``).
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 from pydantic import SecretStr
-from test_stores import REDIS_URL, purge_prefix, redis_available
+from services import KINDS as STORE_KINDS
 from waystation import Engine, Outcome, Station, StationSettings, StepContext
 from waystation.budget import Budget
 from waystation.stores import budget_ledger, open_store
@@ -118,21 +115,12 @@ def vendor() -> Vendor:
 
 
 @pytest.fixture
-async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    kind = request.param
-    if kind == "memory":
-        yield "memory://"
-    elif kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ck.db'}"
-    else:
-        await redis_available()
-        prefix = f"wstest-{uuid.uuid4().hex[:10]}"
-        yield f"{REDIS_URL}?ttl=600&prefix={prefix}"
-        await purge_prefix(prefix)
+def url(store_url: str) -> str:
+    """A fresh store URL of the parametrized kind (see conftest.py)."""
+    return store_url
 
 
-KINDS = pytest.mark.parametrize("url", ["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)],
-                                indirect=True)
+KINDS = pytest.mark.parametrize("store_url", STORE_KINDS, indirect=True)
 
 
 class Stores:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,25 +13,20 @@ import uuid
 from pathlib import Path
 
 import pytest
+from services import REDIS_URL, redis_available
 from toys import make
 from waystation import Engine
 from waystation.worker import QueueConfig, Worker, enqueue, queue_depth
 
 pytestmark = pytest.mark.redis
-REDIS_URL = os.environ.get("WAYSTATION_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture
 async def redis():
-    redis_asyncio = pytest.importorskip("redis.asyncio")
+    await redis_available()
+    import redis.asyncio as redis_asyncio
+
     client = redis_asyncio.Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except Exception as exc:
-        await client.aclose()
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis is required under CI=true but {REDIS_URL} is unreachable: {exc}")
-        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc}")
     prefix = f"wstest:{uuid.uuid4().hex[:8]}"
     yield client, prefix
     keys = [k async for k in client.scan_iter(f"{prefix}*")]
