@@ -11,18 +11,23 @@ REDIS_URL = os.environ.get("WAYSTATION_TEST_REDIS", "redis://127.0.0.1:6379/0")
 KINDS = ["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)]
 
 
-async def redis_available() -> None:
+def require_redis() -> None:
     """Skip (or fail under CI=true) when Redis does not answer."""
-    redis_asyncio = pytest.importorskip("redis.asyncio")
-    client = redis_asyncio.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
     try:
-        await client.ping()
+        client.ping()
     except Exception as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(f"Redis is required under CI=true but {REDIS_URL} is unreachable: {exc}")
         pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc}")
     finally:
-        await client.aclose()
+        client.close()
+
+
+async def redis_available() -> None:
+    """:func:`require_redis` for async fixtures and tests."""
+    require_redis()
 
 
 async def purge_prefix(prefix: str) -> None:

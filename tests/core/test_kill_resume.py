@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 from fakevendor import PRICES, WAYSTATION, FakeVendor, cli_env, email_of, phone_of
+from services import require_redis
 from waystation.stores import budget_ledger, open_store
 
 pytestmark = pytest.mark.slow
@@ -38,14 +39,7 @@ N_LEADS = 16
 
 def _redis_url() -> str:
     url = f"redis://127.0.0.1:6379/0?prefix=wstest-kill-{uuid.uuid4().hex[:8]}&ttl=600"
-    try:
-        import redis
-
-        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
-    except Exception as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis on 127.0.0.1:6379 is required under CI=true: {exc}")
-        pytest.skip(f"Redis on 127.0.0.1:6379 is not available: {exc}")
+    require_redis()
     return url
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 import time
 import uuid
@@ -21,6 +20,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from faultserver import FaultServer, ok, slow, status
+from services import require_redis
 from test_resilience_breaker import check_state_machine
 from test_resilience_ratelimit import max_per_window
 from waystation import BreakerPolicy, Engine
@@ -32,21 +32,10 @@ REDIS_URL = os.environ.get("WAYSTATION_TEST_REDIS", "redis://127.0.0.1:6379/0")
 HERE = Path(__file__).parent
 
 
-def _redis_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
 async def shared() -> AsyncIterator[SharedRedis]:
     """A SharedRedis on a key prefix of its own; its keys are deleted afterwards."""
-    if not _redis_up():
-        if os.environ.get("CI") == "true":
-            pytest.fail("Redis is not running on 127.0.0.1:6379 (required under CI=true)")
-        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    require_redis()
     sr = SharedRedis(REDIS_URL, f"wstest-resilience-{uuid.uuid4().hex[:10]}")
     yield sr
     client = sr.client()
