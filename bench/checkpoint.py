@@ -185,6 +185,33 @@ async def baseline_sqlite(n: int, in_flight: int, path: Path, synchronous: str, 
     return secs, writer.transactions
 
 
+class LoopGroupCommit:
+    """The hand-written group commit of the loop-side baselines: ``write(row)`` queues the row and
+    waits; one flusher hands everything queued so far to ``commit(rows)`` (one transaction or
+    pipeline), then wakes every writer of that batch. ``commits`` counts the transactions."""
+
+    def __init__(self, commit: Callable[[list[tuple[str, str, str]]], Awaitable[None]]) -> None:
+        self.commit = commit
+        self.commits = 0
+        self.pending: list[tuple[tuple[str, str, str], asyncio.Future[None]]] = []
+        self.flushing: asyncio.Future[None] | None = None
+
+    async def _flush(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending, []
+            await self.commit([row for row, _ in batch])
+            self.commits += 1
+            for _, f in batch:
+                f.set_result(None)
+
+    async def write(self, row: tuple[str, str, str]) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        self.pending.append((row, fut))
+        if self.flushing is None or self.flushing.done():
+            self.flushing = asyncio.ensure_future(self._flush())
+        await fut
+
+
 async def baseline_aiosqlite(n: int, in_flight: int, path: Path, synchronous: str) -> tuple[float, int]:
     """Group commit on aiosqlite (its own thread; one round trip per call): the alternative to a
     dedicated writer thread that the store chose not to use."""
@@ -194,81 +221,48 @@ async def baseline_aiosqlite(n: int, in_flight: int, path: Path, synchronous: st
     await db.execute("PRAGMA journal_mode=WAL")
     await db.execute(f"PRAGMA synchronous={synchronous}")
     await db.execute(_DDL)
-    count = 0
-    pending: list[tuple[tuple[str, str, str], asyncio.Future[None]]] = []
-    flushing: asyncio.Task[None] | None = None
 
-    async def flush() -> None:
-        nonlocal count
-        while pending:
-            batch = pending[:]
-            pending.clear()
-            await db.execute("BEGIN")
-            await db.executemany(_SQL, [row for row, _ in batch])
-            await db.execute("COMMIT")
-            count += 1
-            for _, f in batch:
-                f.set_result(None)
+    async def commit(rows: list[tuple[str, str, str]]) -> None:
+        await db.execute("BEGIN")
+        await db.executemany(_SQL, rows)
+        await db.execute("COMMIT")
 
-    async def write(row: tuple[str, str, str]) -> None:
-        nonlocal flushing
-        fut = asyncio.get_running_loop().create_future()
-        pending.append((row, fut))
-        if flushing is None or flushing.done():
-            flushing = asyncio.ensure_future(flush())
-        await fut
-
+    group = LoopGroupCommit(commit)
     run_id = uuid.uuid4().hex
     try:
-        secs = await bounded(n, in_flight, lambda i: hand_lead(i, write, run_id))
+        secs = await bounded(n, in_flight, lambda i: hand_lead(i, group.write, run_id))
     finally:
         await db.close()
-    return secs, count
+    return secs, group.commits
 
 
 async def baseline_redis(n: int, in_flight: int, group: bool, prefix: str) -> tuple[float, int]:
     from redis.asyncio import Redis
 
     client = Redis.from_url(REDIS_URL, max_connections=in_flight + 10)
-    count = 0
-    pending: list[tuple[tuple[str, str, str], asyncio.Future[None]]] = []
-    flushing: asyncio.Task[None] | None = None
+    singles = 0
 
-    async def flush() -> None:
-        nonlocal count
-        while pending:
-            batch = pending[:]
-            pending.clear()
-            pipe = client.pipeline(transaction=True)
-            for (run, lid, text), _ in batch:
-                pipe.set(f"{prefix}:{run}:{lid}", text, ex=3600)
-            await pipe.execute()
-            count += 1
-            for _, f in batch:
-                f.set_result(None)
-
-    async def write_group(row: tuple[str, str, str]) -> None:
-        nonlocal flushing
-        fut = asyncio.get_running_loop().create_future()
-        pending.append((row, fut))
-        if flushing is None or flushing.done():
-            flushing = asyncio.ensure_future(flush())
-        await fut
+    async def commit(rows: list[tuple[str, str, str]]) -> None:
+        pipe = client.pipeline(transaction=True)
+        for run, lid, text in rows:
+            pipe.set(f"{prefix}:{run}:{lid}", text, ex=3600)
+        await pipe.execute()
 
     async def write_one(row: tuple[str, str, str]) -> None:
-        nonlocal count
+        nonlocal singles
         await client.set(f"{prefix}:{row[0]}:{row[1]}", row[2], ex=3600)
-        count += 1
+        singles += 1
 
+    grouped = LoopGroupCommit(commit)
     run_id = uuid.uuid4().hex
     try:
-        secs = await bounded(n, in_flight, lambda i: hand_lead(i, write_group if group else write_one, run_id))
+        secs = await bounded(n, in_flight, lambda i: hand_lead(i, grouped.write if group else write_one, run_id))
     finally:
         keys = [k async for k in client.scan_iter(f"{prefix}:{run_id}:*", count=1000)]
         for start in range(0, len(keys), 1000):
             await client.delete(*keys[start:start + 1000])
         await client.aclose()
-    return secs, count
+    return secs, grouped.commits if group else singles
 
 
 # -- the engine ------------------------------------------------------------------------------------
