@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 _lock = threading.Lock()
-_secrets: set[str] = set()
+_secrets: frozenset[str] = frozenset()  # replaced whole under the lock, read without it
 _installed = False
 
 #: Secret values shorter than this are not masked in logs (they would mask ordinary words).
@@ -45,7 +45,7 @@ def _install() -> None:
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
-        secrets = frozenset(_secrets)
+        secrets = _secrets
         if secrets:
             if isinstance(record.msg, str):
                 record.msg = redact(record.msg, secrets)
@@ -65,7 +65,8 @@ def protect(secrets: Iterable[str]) -> None:
     new = {s for s in secrets if s and len(s) >= MIN_LENGTH}
     if not new:
         return
+    global _secrets
     with _lock:
-        _secrets.update(new)
+        _secrets = _secrets | new
         if not _installed:
             _install()
