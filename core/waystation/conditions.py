@@ -16,7 +16,12 @@ Grammar (keywords are case-insensitive)::
 A field *exists* when it is present and neither ``None`` nor an empty string. A comparison with a
 missing field, or between values that cannot be compared (text with number), is false. A number
 literal compares with a text value that reads as a number ("45" > 30), since CSV gives text.
-Nothing here uses Python ``eval``.
+Nothing here uses Python ``eval``: evaluating a condition only looks keys up in mappings.
+
+Bounded (see :mod:`waystation.limits`): a condition longer than ``MAX_CONDITION_LENGTH``
+characters, nested (``not``, parentheses) deeper than ``MAX_CONDITION_DEPTH``, or with a number
+literal longer than ``MAX_NUMBER_LENGTH`` characters is refused with a
+:class:`~waystation.errors.ConditionSyntaxError` naming the limit; parsing is linear in the length.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from waystation.errors import ConditionSyntaxError
+from waystation.limits import MAX_CONDITION_DEPTH, MAX_CONDITION_LENGTH, MAX_NUMBER_LENGTH
 
 _TOKEN = re.compile(
     r"""
@@ -73,6 +79,9 @@ def _tokenize(src: str) -> list[Token]:
         if kind == "string":
             value = re.sub(r"\\(.)", r"\1", text[1:-1])
         elif kind == "number":
+            if len(text) > MAX_NUMBER_LENGTH:
+                raise ConditionSyntaxError(f"a number of {len(text):,} characters is longer than the limit of "
+                                           f"{MAX_NUMBER_LENGTH}", src, col)
             value = float(text) if any(c in text for c in ".eE") else int(text)
         elif kind == "name" and text.lower() in _KEYWORDS:
             kind = "kw"
@@ -179,7 +188,14 @@ class _Parser:
         self.src = src
         self.tokens = _tokenize(src)
         self.i = 0
+        self.depth = 0
         self.fields: set[str] = set()
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_CONDITION_DEPTH:
+            raise self.fail(f"the condition nests 'not' and parentheses more than {MAX_CONDITION_DEPTH} deep "
+                            "(limit)")
 
     @property
     def tok(self) -> Token:
@@ -222,16 +238,21 @@ class _Parser:
 
     def not_expr(self) -> Condition:
         if self.kw("not"):
-            return _Bool("not", [self.not_expr()])
+            self.enter()
+            node = _Bool("not", [self.not_expr()])
+            self.depth -= 1
+            return node
         return self.atom()
 
     def atom(self) -> Condition:
         if self.tok.kind == "punct" and self.tok.text == "(":
             self.take()
+            self.enter()
             node = self.or_expr()
             if not (self.tok.kind == "punct" and self.tok.text == ")"):
                 raise self.fail("expected ')'")
             self.take()
+            self.depth -= 1
             return node
         if self.tok.kind != "name":
             what = self.tok.text or "end of condition"
@@ -281,6 +302,11 @@ class _Parser:
 
 def parse_condition(source: str) -> Condition:
     """Parse ``source``; raises :class:`~waystation.errors.ConditionSyntaxError` with a column."""
+    if not isinstance(source, str):
+        raise ConditionSyntaxError(f"a condition must be text, not {type(source).__name__}", str(source)[:80], 1)
+    if len(source) > MAX_CONDITION_LENGTH:
+        raise ConditionSyntaxError(f"the condition is {len(source):,} characters, longer than the limit of "
+                                   f"{MAX_CONDITION_LENGTH:,}", source[:80] + "...", 1)
     parser = _Parser(source)
     node = parser.parse()
     node.source = source

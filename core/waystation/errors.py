@@ -36,9 +36,18 @@ class Problem:
 
 
 class RouteError(WaystationError):
-    """A route that cannot be loaded or compiled; ``problems`` lists every error found."""
+    """A route that cannot be loaded or compiled; ``problems`` lists the errors found (at most
+    ``MAX_REPORTED_ERRORS`` of them, then one line counting the rest; ``total`` is how many)."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], total: int | None = None) -> None:
+        from waystation.limits import MAX_REPORTED_ERRORS
+
+        self.total = max(total or 0, len(problems))
+        if self.total > MAX_REPORTED_ERRORS:
+            first = problems[:MAX_REPORTED_ERRORS]
+            more = self.total - len(first)
+            problems = [*first, Problem(f"... and {more:,} more error(s) (only the first {MAX_REPORTED_ERRORS} "
+                                        "are reported)", first[-1].file if first else None)]
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
 

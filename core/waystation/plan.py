@@ -14,6 +14,7 @@ lead's result never depends on timing.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +25,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from waystation.conditions import Condition, parse_condition
 from waystation.errors import ConditionSyntaxError, Problem, RouteError
 from waystation.lead import STANDARD_INPUT_FIELDS
+from waystation.limits import MAX_NAME_LENGTH, MAX_REPORTED_ERRORS, field_name_problem
 from waystation.plugins import PluginHost
 from waystation.resilience.policies import BreakerPolicy, RateLimit, RetryPolicy
 from waystation.route import Route, StepSpec
 from waystation.station import InDoubtPolicy, Station, StationSettings
 
+_STEP_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 _OUTCOME_MODELS: dict[type[Station], type[BaseModel]] = {}
 
 
@@ -184,6 +187,7 @@ class _Compiler:
         self.route = route
         self.host = host
         self.problems: list[Problem] = []
+        self.dropped = 0  # problems beyond what is reported (counted, not kept)
         self.warnings: list[Problem] = []
         declared = route.spec.input
         if input_fields is not None:
@@ -194,6 +198,9 @@ class _Compiler:
             self.inputs = STANDARD_INPUT_FIELDS
 
     def err(self, message: str, *loc: str | int, column_offset: int | None = None) -> None:
+        if len(self.problems) > MAX_REPORTED_ERRORS:
+            self.dropped += 1
+            return
         self.problems.append(self.route.problem(message, *loc, column_offset=column_offset))
 
     def compile(self) -> Plan:
@@ -205,7 +212,7 @@ class _Compiler:
         if not self.problems:
             self._conflicts(steps)
         if self.problems:
-            raise RouteError(self.problems)
+            raise RouteError(self.problems, len(self.problems) + self.dropped)
         levels: list[list[PlannedStep]] = [[] for _ in range(max((s.level for s in steps), default=0) + 1)]
         for s in steps:
             levels[s.level].append(s)
@@ -227,6 +234,10 @@ class _Compiler:
                 self.warnings.append(self.route.problem(f"{msg}; the step is disabled, so it is skipped "
                                                         "as not installed", *loc, "station"))
         else:
+            for fname in cls.provides:
+                problem = field_name_problem(fname)
+                if problem:
+                    self.err(f"station {spec.station} provides a bad field: {problem}", *loc, "station")
             ps.requires = tuple(cls.requires)
             ps.provides = dict(cls.provides)
             ps.cost = spec.cost if spec.cost is not None else cls.cost
@@ -269,8 +280,9 @@ class _Compiler:
             except ConditionSyntaxError as exc:
                 pos = self.route.position(*loc, "condition")
                 col = pos[1] + exc.column - 1 if pos else None
+                shown = spec.condition if len(spec.condition) <= 200 else spec.condition[:200] + "..."
                 self.problems.append(Problem(f"malformed condition: {exc.reason} (column {exc.column} of "
-                                             f"{spec.condition!r})", self.route.file,
+                                             f"{shown!r})", self.route.file,
                                              pos[0] if pos else None, col))
         ps.uses = tuple(sorted(uses - set(ps.requires)))
         return ps
@@ -278,6 +290,9 @@ class _Compiler:
     def _ids(self, steps: list[PlannedStep]) -> None:
         seen: dict[str, int] = {}
         for s in steps:
+            if s.spec.id is not None and (len(s.id) > MAX_NAME_LENGTH or not _STEP_ID.fullmatch(s.id)):
+                self.err(f"step id {s.id[:40]!r} must be identifier-like (letters, digits, '_', '-', '.'; "
+                         f"at most {MAX_NAME_LENGTH} characters): it names metrics and output", "steps", s.index, "id")
             if s.id in seen:
                 self.err(f"step id {s.id!r} is used twice (also step {seen[s.id] + 1}); give one an id:",
                          "steps", s.index, "id" if s.spec.id else "station")

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from waystation.errors import Problem, RouteError
+from waystation.limits import MAX_ROUTE_BYTES, MAX_ROUTE_DEPTH, MAX_ROUTE_NODES, MAX_STEPS
 
 Position = tuple[int, int]  # 1-based line, column
 Loc = tuple[str | int, ...]
@@ -44,7 +45,25 @@ def _leading_zero_int(value: str) -> bool:
 _PLAIN_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
 
-def _to_python(node: yaml.Node, loader: _RouteLoader, loc: Loc, positions: dict[Loc, Position]) -> Any:
+class _Budget:
+    """Counts the nodes built (an alias counts once per use) so that an expansion bomb stops early."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = MAX_ROUTE_NODES
+
+    def spend(self, node: yaml.Node) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise _limit(f"the route expands to more than {MAX_ROUTE_NODES:,} YAML nodes (limit; aliases "
+                         "count once per use)", node)
+
+
+def _to_python(node: yaml.Node, loader: _RouteLoader, loc: Loc, positions: dict[Loc, Position],
+               budget: _Budget | None = None) -> Any:
+    budget = budget or _Budget()
+    budget.spend(node)
     positions[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
         raise yaml.constructor.ConstructorError(None, None, f"tag {node.tag!r} is not allowed", node.start_mark)
@@ -52,6 +71,10 @@ def _to_python(node: yaml.Node, loader: _RouteLoader, loc: Loc, positions: dict[
         out: dict[Any, Any] = {}
         loader.flatten_mapping(node)
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "mapping keys must be plain values", key_node.start_mark)
+            budget.spend(key_node)
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, str | int | float | bool):
                 raise yaml.constructor.ConstructorError(
@@ -60,11 +83,11 @@ def _to_python(node: yaml.Node, loader: _RouteLoader, loc: Loc, positions: dict[
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark)
             child: Loc = (*loc, str(key))
-            out[key] = _to_python(value_node, loader, child, positions)
+            out[key] = _to_python(value_node, loader, child, positions, budget)
             positions[(*child, "__key__")] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, loader, (*loc, i), positions) for i, item in enumerate(node.value)]
+        return [_to_python(item, loader, (*loc, i), positions, budget) for i, item in enumerate(node.value)]
     value = loader.construct_object(node, deep=True)
     if isinstance(value, int) and not isinstance(value, bool) and isinstance(node, yaml.ScalarNode) \
             and _leading_zero_int(node.value):
@@ -72,11 +95,71 @@ def _to_python(node: yaml.Node, loader: _RouteLoader, loc: Loc, positions: dict[
     return value
 
 
+_EventLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when present: ~15x faster
+
+
+class _LimitError(yaml.MarkedYAMLError):
+    """A route beyond one of the limits of :mod:`waystation.limits`."""
+
+
+def _limit(message: str, event: yaml.Event | yaml.Node) -> _LimitError:
+    mark: Any = event.start_mark  # a yaml.Mark, or libyaml's own Mark for events from its parser
+    return _LimitError(None, None, message, mark)
+
+
+def _prescan(text: str) -> None:
+    """Walk the YAML events (the parser is iterative, PyYAML's composer recursive) and refuse,
+    before anything is composed: nesting deeper than :data:`MAX_ROUTE_DEPTH`, more than
+    :data:`MAX_ROUTE_NODES` nodes, more than :data:`MAX_STEPS` items under the top-level ``steps``."""
+    # one frame per open collection: [is a mapping, next node is a key, is the top-level steps list]
+    stack: list[list[bool]] = []
+    nodes = steps = 0
+    top_key: object = None
+    for event in yaml.parse(text, Loader=_EventLoader):
+        if isinstance(event, yaml.CollectionEndEvent):
+            stack.pop()
+            continue
+        if not isinstance(event, yaml.NodeEvent):
+            continue
+        nodes += 1
+        if nodes > MAX_ROUTE_NODES:
+            raise _limit(f"the route has more than {MAX_ROUTE_NODES:,} YAML nodes (limit)", event)
+        parent = stack[-1] if stack else None
+        is_steps = False
+        if parent is not None:
+            if parent[2]:
+                steps += 1
+                if steps > MAX_STEPS:
+                    raise _limit(f"the route has more than {MAX_STEPS} steps (limit)", event)
+            if parent[0]:
+                if parent[1] and len(stack) == 1:
+                    top_key = getattr(event, "value", None)
+                elif not parent[1] and len(stack) == 1:
+                    is_steps = top_key == "steps" and isinstance(event, yaml.SequenceStartEvent)
+                parent[1] = not parent[1]
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(stack) >= MAX_ROUTE_DEPTH:
+                raise _limit(f"the route nests mappings and lists more than {MAX_ROUTE_DEPTH} deep (limit)", event)
+            stack.append([isinstance(event, yaml.MappingStartEvent), True, is_steps])
+
+
 def load_yaml(text: str, file: str | None = None) -> tuple[Any, dict[Loc, Position]]:
-    """Parse YAML text safely, returning the data and the (line, column) of every path in it."""
-    loader = _RouteLoader(text)
+    """Parse YAML text safely, returning the data and the (line, column) of every path in it.
+
+    Bounded (see :mod:`waystation.limits`): the text's size, its nesting depth and the number of
+    nodes it expands to (aliases included) are checked before and while it is built."""
+    if len(text) > MAX_ROUTE_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_ROUTE_BYTES:
+        raise RouteError([Problem(f"the route is larger than {MAX_ROUTE_BYTES:,} bytes (limit)", file)])
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RouteError([Problem(f"the route is not valid text: a lone surrogate at character {exc.start + 1}",
+                                  file)]) from None
+    loader: _RouteLoader | None = None
     positions: dict[Loc, Position] = {}
     try:
+        _prescan(text)
+        loader = _RouteLoader(text)
         node = loader.get_single_node()
         if node is None:
             return None, positions
@@ -85,11 +168,15 @@ def load_yaml(text: str, file: str | None = None) -> tuple[Any, dict[Loc, Positi
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         col = mark.column + 1 if mark else None
-        raise RouteError([Problem(f"invalid YAML: {exc.problem or exc}", file, line, col)]) from None
+        what = " ".join(str(exc.problem or exc).split())
+        if isinstance(exc, _LimitError):
+            raise RouteError([Problem(str(what), file, line, col)]) from None
+        raise RouteError([Problem(f"invalid YAML: {what}", file, line, col)]) from None
     except yaml.YAMLError as exc:
-        raise RouteError([Problem(f"invalid YAML: {exc}", file)]) from None
+        raise RouteError([Problem(f"invalid YAML: {' '.join(str(exc).split())}", file)]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 class StepSpec(BaseModel):
@@ -174,6 +261,11 @@ class Route:
         data, positions = load_yaml(text, file)
         if not isinstance(data, dict):
             raise RouteError([Problem("a route must be a mapping with name and steps", file, 1, 1)])
+        steps = data.get("steps")
+        if isinstance(steps, list) and len(steps) > MAX_STEPS:
+            line, col = positions.get(("steps",), (None, None))
+            raise RouteError([Problem(f"the route has {len(steps):,} steps, more than the limit of {MAX_STEPS}",
+                                      file, line, col)])
         try:
             spec = RouteSpec.model_validate(data)
         except ValidationError as exc:
@@ -199,7 +291,11 @@ class Route:
         """Load a route from a YAML file."""
         p = Path(path)
         try:
-            text = p.read_text(encoding="utf-8")
+            with p.open("rb") as f:
+                raw = f.read(MAX_ROUTE_BYTES + 1)
+            if len(raw) > MAX_ROUTE_BYTES:
+                raise RouteError([Problem(f"the route is larger than {MAX_ROUTE_BYTES:,} bytes (limit)", str(p))])
+            text = raw.decode("utf-8")
         except OSError as exc:
             raise RouteError([Problem(f"cannot read route: {exc.strerror or exc}", str(p))]) from None
         except UnicodeDecodeError as exc:
