@@ -189,6 +189,10 @@ class _Compiler:
         self.problems: list[Problem] = []
         self.dropped = 0  # problems beyond what is reported (counted, not kept)
         self.warnings: list[Problem] = []
+        #: enabled steps whose station is unknown (step id -> the name suggested): errors that
+        #: follow from them (an ``after:`` naming the misspelt id, a field only they would
+        #: provide) are not reported again, so one typo gives one error.
+        self.unknown: dict[str, str | None] = {}
         declared = route.spec.input
         if input_fields is not None:
             self.inputs = frozenset(input_fields)
@@ -205,6 +209,7 @@ class _Compiler:
 
     def compile(self) -> Plan:
         steps = [self._step(i, spec) for i, spec in enumerate(self.route.spec.steps)]
+        self.route_steps = steps
         self._ids(steps)
         self._dependencies(steps)
         if not self.problems:
@@ -224,10 +229,14 @@ class _Compiler:
         ps = PlannedStep(id=spec.step_id, index=i, spec=spec, station=cls, enabled=spec.enabled,
                          on_error=spec.on_error)
         if cls is None:
-            hint = self.host.suggest(spec.station)
-            msg = f"unknown station {spec.station!r}" + (f" (did you mean {hint!r}?)" if hint else "")
-            if not self.host.stations:
+            found = self.host.suggestion(spec.station)
+            msg = f"unknown station {spec.station!r}" + (f" ({found.hint(spec.station)})" if found else "")
+            if not self.host.stations and found is None:
                 msg += " (no station is installed: pip install a waystation plugin)"
+            if found is not None and not found.installed and found.name == spec.station:
+                msg = f"station {spec.station!r} is not installed ({found.hint(spec.station)})"
+            if spec.enabled:
+                self.unknown[spec.step_id] = found.name if found else None
             if spec.enabled:
                 self.err(msg, *loc, "station")
             else:
@@ -308,7 +317,7 @@ class _Compiler:
                 for f in s.requires:
                     earlier = providers.get(f, [])
                     deps.update(earlier)
-                    if not earlier and f not in self.inputs:
+                    if not earlier and f not in self.inputs and not self._after_unknown(s):
                         later = [t.id for t in steps[s.index + 1:] if t.runnable and f in t.provides]
                         hint = (f"; step {later[0]!r} provides it but comes later — move it before"
                                 if later else "; no step provides it and it is not an input field "
@@ -333,6 +342,8 @@ class _Compiler:
                                      "list them (fallback: [phone])", *loc, "fallback")
             for j, name in enumerate(s.spec.after):
                 target = by_id.get(name)
+                if target is None and name in self.unknown.values():
+                    continue  # `after: TheRightName` where the step itself misspells it: one error
                 if target is None:
                     import difflib
                     close = difflib.get_close_matches(name, list(by_id), n=1)
@@ -346,6 +357,10 @@ class _Compiler:
             if s.runnable:
                 for f in s.provides:
                     providers.setdefault(f, []).append(s.index)
+
+    def _after_unknown(self, s: PlannedStep) -> bool:
+        """Whether an enabled step before ``s`` names an unknown station (whose fields are unknown)."""
+        return any(t.id in self.unknown for t in self.route_steps[: s.index])
 
     def _order(self, steps: list[PlannedStep]) -> None:
         n = len(steps)

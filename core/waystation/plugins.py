@@ -18,7 +18,6 @@ Environment:
 
 from __future__ import annotations
 
-import difflib
 import importlib.metadata as md
 import os
 import re
@@ -33,6 +32,8 @@ from packaging.version import Version
 
 from waystation import hooks
 from waystation.builtin import DefaultsPlugin
+from waystation.catalogue import Suggestion
+from waystation.catalogue import suggest as suggest_station
 from waystation.errors import DuplicateStationError, PluginError
 from waystation.station import Station
 
@@ -142,13 +143,14 @@ class PluginHost:
         return info.cls if info else None
 
     def suggest(self, name: str) -> str | None:
-        """The known station name closest to ``name``."""
-        names = list(self.stations)
-        lowered = {n.lower(): n for n in names}
-        if name.lower() in lowered:
-            return lowered[name.lower()]
-        close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
-        return close[0] if close else None
+        """The known station name closest to ``name`` (installed, or in the catalogue)."""
+        found = self.suggestion(name)
+        return found.name if found else None
+
+    def suggestion(self, name: str) -> Suggestion | None:
+        """The closest station to ``name`` among the installed ones and the catalogue of known
+        stations (:mod:`waystation.catalogue`), with the package to install when it is not."""
+        return suggest_station(name, self.stations)
 
     # -- plugins ----------------------------------------------------------------------------
 

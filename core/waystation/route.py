@@ -143,6 +143,29 @@ def _prescan(text: str) -> None:
             stack.append([isinstance(event, yaml.MappingStartEvent), True, is_steps])
 
 
+_YAML_PROBLEMS = (
+    ("expected <block end>", "the indentation does not match the lines above (indent with spaces, "
+                             "the same amount for keys of one mapping)"),
+    ("mapping values are not allowed", "a ':' where no key can start (check the indentation, or quote a "
+                                       "value that contains ': ')"),
+    ("cannot start any token", "a character YAML cannot start a value with (a tab? indent with spaces; "
+                               "quote values starting with @ or `)"),
+    ("could not find expected ':'", "a key without ':' (or an unclosed quote on an earlier line)"),
+    ("found unexpected end of stream", "the file ends inside a quote or a bracket"),
+    ("did not find expected key", "a list item or key at the wrong indentation"),
+    ("while parsing a flow", "an unclosed [ or {"),
+)
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError) -> str | None:
+    """PyYAML's wording of a common mistake in plain words (``None``: keep PyYAML's)."""
+    raw = f"{exc.context + ', ' if exc.context else ''}{exc.problem or exc}"
+    for needle, plain in _YAML_PROBLEMS:
+        if needle in raw:
+            return plain
+    return None
+
+
 def load_yaml(text: str, file: str | None = None) -> tuple[Any, dict[Loc, Position]]:
     """Parse YAML text safely, returning the data and the (line, column) of every path in it.
 
@@ -171,7 +194,13 @@ def load_yaml(text: str, file: str | None = None) -> tuple[Any, dict[Loc, Positi
         what = " ".join(str(exc.problem or exc).split())
         if isinstance(exc, _LimitError):
             raise RouteError([Problem(str(what), file, line, col)]) from None
-        raise RouteError([Problem(f"invalid YAML: {what}", file, line, col)]) from None
+        plain = _yaml_problem(exc)
+        if plain is None:
+            raise RouteError([Problem(f"invalid YAML: {what}", file, line, col)]) from None
+        lines = text.splitlines()
+        text_line = lines[line - 1].strip() if line and line <= len(lines) else ""
+        shown = f" in `{text_line[:60]}`" if text_line else ""
+        raise RouteError([Problem(f"invalid YAML{shown}: {plain}", file, line, col)]) from None
     except yaml.YAMLError as exc:
         raise RouteError([Problem(f"invalid YAML: {' '.join(str(exc).split())}", file)]) from None
     finally:

@@ -38,7 +38,7 @@ def test_check_fails_with_every_error_and_its_line(tmp_path: Path) -> None:
     route = tmp_path / "bad.yaml"
     route.write_text("name: demo\nsteps:\n  - station: Idnet\n  - station: Income\n    condition: zipcode >\n")
     result = invoke("check", str(route))
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # the same code as `run` gives for a route error
     assert f"{route}:3:14: unknown station 'Idnet' (did you mean 'Ident'?)" in result.output
     assert f"{route}:5" in result.output and "malformed condition" in result.output
 

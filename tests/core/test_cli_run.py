@@ -95,7 +95,9 @@ def test_run_then_report_command(tmp_path: Path) -> None:
             assert {k: v for k, v in a.items()} == b
         table = waystation("report", "r-report", "--checkpoint", ck)
         assert "FakeSkipTrace" in table.stdout and "in doubt" in table.stdout
-        listing = waystation("report", "--checkpoint", ck)
+        latest = waystation("report", "--checkpoint", ck)  # no RUN_ID: the latest run
+        assert latest.returncode == 0 and "run r-report" in latest.stdout
+        listing = waystation("runs", "--checkpoint", ck)
         assert "r-report" in listing.stdout and "complete" in listing.stdout
         assert waystation("report", "nope", "--checkpoint", ck).returncode == 2
         again_run = waystation("run", str(route), str(inp), "--checkpoint", ck, "--run-id", "r-report")

@@ -9,50 +9,42 @@ process that runs them; an in-process breaker lives and dies with its process. R
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from waystation.cli import output
+from waystation.cli.errors import UsageProblem, service
+from waystation.cli.options import format_option, redis_url_option
+
 if TYPE_CHECKING:
     from waystation.resilience.redis_shared import RedisBreakerBackend
 
 T = TypeVar("T")
 
-_url_option = click.option(
-    "--redis-url", envvar="WAYSTATION_REDIS_URL", show_envvar=True, default=None,
-    help="Redis holding the shared breakers (its password, if any, is never printed).")
+_url_option = redis_url_option(
+    help="Redis holding the shared breakers",
+    why="shared breakers live in Redis; a breaker that is not `shared: redis` lives only inside its own process")
 _prefix_option = click.option(
     "--prefix", envvar="WAYSTATION_REDIS_PREFIX", show_envvar=True, default="waystation", show_default=True,
     help="Key prefix the workers use.")
 
 
-def _with_backend(redis_url: str | None, prefix: str,
+def _with_backend(redis_url: str, prefix: str,
                   body: Callable[[RedisBreakerBackend], Awaitable[T]]) -> T:
-    from waystation.resilience.redis_shared import RedisBreakerBackend, SharedRedis
-
-    if not redis_url:
-        raise click.UsageError(
-            "shared breakers live in Redis: pass --redis-url or set WAYSTATION_REDIS_URL (a breaker "
-            "that is not `shared: redis` lives only inside its own process)")
-
     async def run() -> T:
+        from waystation.resilience.redis_shared import RedisBreakerBackend, SharedRedis
+
         shared = SharedRedis(redis_url, prefix)
         try:
             return await body(RedisBreakerBackend(shared))
         finally:
             await shared.aclose()
 
-    try:
+    with service("Redis", redis_url):
         return asyncio.run(run())
-    except OSError as exc:
-        raise click.ClickException(f"cannot reach Redis: {type(exc).__name__}") from None
-    except Exception as exc:
-        if type(exc).__module__.startswith("redis"):
-            raise click.ClickException(f"Redis: {type(exc).__name__} (is it running at the URL given?)") from None
-        raise
 
 
 def _ago(ts: float | None, now: float) -> str:
@@ -71,8 +63,8 @@ def breaker() -> None:
 @click.argument("stations", nargs=-1)
 @_url_option
 @_prefix_option
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def status(stations: tuple[str, ...], redis_url: str | None, prefix: str, as_json: bool) -> None:
+@format_option
+def status(stations: tuple[str, ...], redis_url: str, prefix: str, fmt: str | None, as_json: bool) -> None:
     """Show the shared breakers of STATIONS (default: every station with stored state).
 
     A breaker with no stored state is closed.
@@ -88,38 +80,50 @@ def status(stations: tuple[str, ...], redis_url: str | None, prefix: str, as_jso
         return rows
 
     rows = _with_backend(redis_url, prefix, body)
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        click.echo("no shared breaker has state: all closed")
-        return
-    from rich.console import Console
-    from rich.table import Table
-
     now = time.time()
-    table = Table(title=f"shared breakers ({prefix})")
-    for col in ("station", "state", "cause", "failures", "opened", "probe"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["station"], r["state"], r["cause"] or "-", str(r["failures"]),
-                      _ago(r["opened_at"], now) if r["state"] != "closed" else "-",
-                      _ago(r["probe_after"], now))
-    Console(highlight=False).print(table)
+    table = [{**r, "cause": r["cause"] or "-",
+              "opened": _ago(r["opened_at"], now) if r["state"] != "closed" else "-",
+              "probe": _ago(r["probe_after"], now)} for r in rows]
+    output.emit(table, BREAKER_COLUMNS, output.resolve_format(fmt, as_json), title=f"shared breakers ({prefix})",
+                json_rows=rows, empty="no shared breaker has state: all closed")
+
+
+BREAKER_COLUMNS = [
+    output.Column("station", "station", priority=100, name=True),
+    output.Column("state", "state", priority=90),
+    output.Column("cause", "cause", priority=50),
+    output.Column("failures", "failures", priority=40, justify="right"),
+    output.Column("opened", "opened", priority=30),
+    output.Column("probe", "probe", priority=20),
+]
 
 
 @breaker.command("reset")
 @click.argument("station")
 @_url_option
 @_prefix_option
-def reset(station: str, redis_url: str | None, prefix: str) -> None:
+@click.pass_context
+def reset(ctx: click.Context, station: str, redis_url: str, prefix: str) -> None:
     """Close the shared breaker of STATION for every worker (e.g. after buying more credits for an
-    ``exhausted`` vendor)."""
+    ``exhausted`` vendor).
 
-    async def body(backend: RedisBreakerBackend) -> str:
+    STATION must be an installed station or have a shared breaker in Redis: a misspelt name is an
+    error (exit 2), not a silent "closed"."""
+    from waystation.cli.main import get_host
+
+    host = get_host(ctx)
+
+    async def body(backend: RedisBreakerBackend) -> str | None:
+        if station not in host.stations and station not in await backend.names():
+            return None
         before = await backend.status(station)
         await backend.reset(station)
         return before.state + (f" ({before.cause})" if before.cause else "")
 
     was = _with_backend(redis_url, prefix, body)
+    if was is None:
+        found = host.suggestion(station)
+        raise UsageProblem(f"no station {station!r} is installed and no shared breaker has state for it",
+                           found.hint(station) if found else "`waystation breaker status` lists the breakers "
+                           "with state; `waystation stations` the installed stations")
     click.echo(f"breaker of {station} closed (was {was})")

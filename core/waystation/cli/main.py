@@ -6,22 +6,39 @@ but never import a plugin's heavy dependencies.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import traceback
+from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
+from waystation.cli import logs, output
+from waystation.cli.errors import (
+    EXIT_BROKE_OFF,
+    EXIT_SIGINT,
+    EXIT_USAGE,
+    CliError,
+    UsageProblem,
+    print_error,
+    route_error,
+    translate,
+)
+from waystation.cli.options import format_option
 from waystation.errors import DuplicateStationError, PluginError, RouteError
-from waystation.plan import compile_route
 from waystation.plugins import PLUGIN_API_VERSION, PluginHost
-from waystation.route import Route
 
+# Kept for commands that print through rich (the run report, the progress bar): markup is off so
+# that text from a lead or a plugin is never read as markup; colour follows NO_COLOR.
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+#: Set by the root options; read by :func:`main` to decide whether to print tracebacks.
+_state: dict[str, Any] = {"debug": bool(os.environ.get("WAYSTATION_DEBUG"))}
 
 
 def get_host(ctx: click.Context) -> PluginHost:
@@ -33,8 +50,9 @@ def get_host(ctx: click.Context) -> PluginHost:
         try:
             host = PluginHost.discover(strict=strict)
         except (PluginError, DuplicateStationError) as exc:
-            err_console.print(f"[red]plugin error:[/red] {exc}")
-            ctx.exit(2)
+            raise UsageProblem(f"plugin error: {exc}",
+                               "see `waystation plugins`; uninstall or fix the plugin, or leave out "
+                               "--strict-plugins") from None
         obj["host"] = host
     assert isinstance(host, PluginHost)
     return host
@@ -49,18 +67,16 @@ class _Cli(click.Group):
         if self._plugins_added:
             return
         self._plugins_added = True
-        if ctx.resilient_parsing and os.environ.get("_WAYSTATION_COMPLETE") is None:
-            pass
         try:
             host = get_host(ctx)
-        except SystemExit:  # pragma: no cover
+        except CliError:  # reported when a command needs the host
             return
         for impl in host.pm.hook.register_commands.get_hookimpls():
             try:
                 impl.function(self) if list(impl.argnames) == ["cli"] else impl.function(cli=self)
             except Exception as exc:
-                err_console.print(f"[yellow]warning:[/yellow] plugin {impl.plugin_name} failed to add "
-                                  f"commands: {exc}")
+                print_error(f"plugin {impl.plugin_name} failed to add its commands: {type(exc).__name__}: {exc}",
+                            label="warning")
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._add_plugin_commands(ctx)
@@ -77,18 +93,37 @@ class _Cli(click.Group):
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--strict-plugins", is_flag=True, default=None,
               help="Fail when any plugin cannot load (also WAYSTATION_STRICT_PLUGINS=1).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv: debug); also shows tracebacks.")
+@click.option("-q", "--quiet", count=True, help="Less log output (-qq: only critical).")
+@click.option("--log-level", type=click.Choice(logs.LEVELS, case_sensitive=False), envvar="WAYSTATION_LOG_LEVEL",
+              default=None, help="Log level (overrides -v/-q; also WAYSTATION_LOG_LEVEL).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              envvar="WAYSTATION_LOG_FORMAT", help="json: one JSON object a line with station, lead_id, attempt, "
+              "category fields.")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Append log records to this file instead of stderr.")
+@click.option("--debug", is_flag=True, envvar="WAYSTATION_DEBUG",
+              help="Print the full traceback of an error (also WAYSTATION_DEBUG=1).")
 @click.version_option(package_name="waystation", message=f"%(prog)s %(version)s (plugin API {PLUGIN_API_VERSION})")
 @click.pass_context
-def cli(ctx: click.Context, strict_plugins: bool | None) -> None:
+def cli(ctx: click.Context, strict_plugins: bool | None, verbose: int, quiet: int, log_level: str | None,
+        log_format: str, log_file: Path | None, debug: bool) -> None:
     """waystation: carry leads along a YAML route of enrichment stations.
 
     \b
     Typical use:
+      waystation init my-project          a starter project (routes, example leads)
       waystation stations                 what is installed
       waystation check routes/free-only.yaml
       waystation run routes/free-only.yaml examples/leads.csv -o out.csv
+
+    \b
+    Exit codes: 0 done, 1 a run broke off (resume it), 2 usage/route/input error,
+    3 missing dependency or service, 130/143 interrupted.
     """
     ctx.ensure_object(dict)["strict_plugins"] = strict_plugins
+    _state["debug"] = _state["debug"] or debug or verbose > 0
+    logs.setup(verbose=verbose, quiet=quiet, level=log_level, fmt=log_format, file=log_file)
 
 
 @cli.command()
@@ -99,105 +134,110 @@ def cli(ctx: click.Context, strict_plugins: bool | None) -> None:
 def check(ctx: click.Context, route: str, as_json: bool, input_fields: str | None) -> None:
     """Compile ROUTE against the installed stations and print its levels.
 
-    Exits 1 and lists every error (file:line:column) when the route is not valid.
+    Exits 2 (like `run`) and lists every error (file:line:column) when the route is not valid.
     """
+    from waystation.plan import compile_route
+    from waystation.route import Route
+
     host = get_host(ctx)
     fields = [f.strip() for f in input_fields.split(",")] if input_fields else None
     try:
         plan = compile_route(Route.from_file(route), host, fields)
     except RouteError as exc:
-        for p in exc.problems:
-            click.echo(f"{p}", err=True)
-        click.echo(f"{len(exc.problems)} error(s): route not valid", err=True)
-        ctx.exit(1)
-        return
-    if as_json:
+        raise route_error(exc) from None
+    if as_json:  # warnings are in the JSON
         click.echo(json.dumps({"route": plan.name, "budget": plan.budget, "steps": plan.describe(),
                                "warnings": [str(w) for w in plan.warnings]}, indent=2))
         return
-    console.print(f"route [bold]{plan.name}[/bold] ({route}): {len(plan.steps)} steps, "
-                  f"{len(plan.levels)} levels, budget "
-                  f"{'none' if plan.budget is None else f'${plan.budget:.4f} per lead'}")
-    for line in plan.level_lines():
-        console.print(f"  {line}", markup=False)
     for w in plan.warnings:
-        err_console.print(f"[yellow]warning[/yellow] {w}")
+        print_error(str(w), label="warning")
+    budget = "none" if plan.budget is None else f"${plan.budget:.4f} per lead"
+    click.echo(f"route {plan.name} ({route}): {len(plan.steps)} steps, {len(plan.levels)} levels, budget {budget}")
+    for line in plan.level_lines():
+        click.echo(f"  {line}")
     needed = sorted(plan.requirements())
     if needed:
-        console.print(f"input must provide: {', '.join(needed)}")
+        click.echo(f"input must provide: {', '.join(needed)}")
 
 
-def _policy(p: Any) -> Any:
-    return None if p is None else p.model_dump()
+STATION_COLUMNS = [
+    output.Column("name", "station", priority=100, name=True),
+    output.Column("plugin", "plugin", priority=70, name=True),
+    output.Column("cost", "cost", priority=60, justify="right"),
+    output.Column("requires", "requires", priority=50),
+    output.Column("provides", "provides", priority=45),
+    output.Column("retry", "retry", priority=10),
+    output.Column("breaker", "breaker", priority=5),
+]
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.argument("name", required=False)
+@format_option
 @click.pass_context
-def stations(ctx: click.Context, as_json: bool) -> None:
-    """List every installed station: requires, provides, cost, retry/breaker defaults, plugin."""
+def stations(ctx: click.Context, name: str | None, fmt: str | None, as_json: bool) -> None:
+    """List every installed station, or show the station NAME in full.
+
+    \b
+    The listing: name, plugin, price, requires, provides, retry and breaker defaults.
+    With NAME: its description, requires / optional / provides with types, settings
+    with their environment variables, price and policies.
+    """
+    from waystation.cli.describe import describe_station, station_row, unknown_station
+
     host = get_host(ctx)
-    rows = []
-    for name, info in sorted(host.stations.items()):
-        c = info.cls
-        rows.append({
-            "name": name, "plugin": info.plugin, "version": info.version,
-            "requires": list(c.requires), "optional": list(c.optional),
-            "provides": {k: getattr(v, "__name__", str(v)) for k, v in c.provides.items()},
-            "cost": c.cost, "paid": c.is_paid(), "timeout": c.timeout, "retry": _policy(c.retry),
-            "breaker": _policy(c.breaker), "rate_limit": _policy(c.rate_limit), "in_doubt": c.in_doubt,
-            "doc": (c.__doc__ or "").strip().split("\n")[0],
-        })
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
+    fmt = output.resolve_format(fmt, as_json)
+    if name is not None:
+        info = host.stations.get(name)
+        if info is None:
+            raise unknown_station(host, name)
+        describe_station(info, fmt)
         return
-    if not rows:
-        console.print("no station installed (pip install a waystation plugin, e.g. plugins/waystation-identity)")
-        return
-    table = Table(title="stations")
-    for col in ("station", "plugin", "requires", "provides", "cost", "retry", "breaker"):
-        table.add_column(col)
-    for r in rows:
-        retry = r["retry"]["max_attempts"] if r["retry"] else 1
-        br = r["breaker"]
-        table.add_row(
-            r["name"], f"{r['plugin']} {r['version']}", ", ".join(r["requires"]) or "-",
-            ", ".join(r["provides"]) or "-", f"${r['cost']:g}", f"{retry} attempts",
-            f"{br['failure_threshold']} fails / {br['reset_after']:g}s" if br else "-",
-        )
-    console.print(table)
+    rows = [station_row(info) for _, info in sorted(host.stations.items())]
+    table = [{**r, "plugin": f"{r['plugin']} {r['version']}".strip(), "cost": f"${r['cost']:g}",
+              "provides": list(r["provides"]),
+              "retry": f"{r['retry']['max_attempts'] if r['retry'] else 1} attempts",
+              "breaker": (f"{r['breaker']['failure_threshold']} fails / {r['breaker']['reset_after']:g}s"
+                          if r["breaker"] else None)} for r in rows]
+    output.emit(table, STATION_COLUMNS, fmt, title="stations", json_rows=rows,
+                empty="no station is installed: pip install a station plugin, e.g. pip install waystation-identity")
+
+
+PLUGIN_COLUMNS = [
+    output.Column("distribution", "distribution", priority=100, name=True),
+    output.Column("version", "version", priority=50),
+    output.Column("status", "status", priority=90),
+    output.Column("stations", "stations", priority=40),
+    output.Column("api", "api", priority=10),
+    output.Column("error", "error", priority=60),
+]
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@format_option
 @click.pass_context
-def plugins(ctx: click.Context, as_json: bool) -> None:
+def plugins(ctx: click.Context, fmt: str | None, as_json: bool) -> None:
     """List installed plugins: distribution, version, stations, and any that failed to load."""
     host = get_host(ctx)
     rows = [p.as_dict() for p in host.plugins]
-    if as_json:
+    fmt = output.resolve_format(fmt, as_json)
+    if fmt == "json":
         click.echo(json.dumps({"plugin_api": PLUGIN_API_VERSION, "plugins": rows}, indent=2))
         return
-    if not rows:
-        console.print("no plugin installed")
-        return
-    table = Table(title=f"plugins (plugin API {PLUGIN_API_VERSION})")
-    for col in ("distribution", "version", "status", "stations", "api", "error"):
-        table.add_column(col)
-    for r in rows:
-        api = r["api"] or "[yellow]undeclared[/yellow]"
-        table.add_row(r["distribution"], r["version"], r["status"], ", ".join(r["stations"]) or "-", api,
-                      r["error"] or "")
-    console.print(table)
+    table = [{**r, "api": r["api"] or "undeclared", "error": r["error"] or ""} for r in rows]
+    output.emit(table, PLUGIN_COLUMNS, fmt, title=f"plugins (plugin API {PLUGIN_API_VERSION})",
+                empty="no plugin installed")
 
 
 from waystation.cli.breaker import breaker  # noqa: E402  (light: imports redis on use)
 from waystation.cli.new_plugin import new_plugin  # noqa: E402
 from waystation.cli.run import report_command, run_command  # noqa: E402  (light: imports on use)
+from waystation.cli.runs import runs  # noqa: E402
 from waystation.cli.worker import enqueue_command, queue_command, worker_command  # noqa: E402  (light)
 
 cli.add_command(run_command)
 cli.add_command(report_command)
+cli.add_command(runs)
 cli.add_command(new_plugin)
 cli.add_command(breaker)
 cli.add_command(enqueue_command)
@@ -205,11 +245,50 @@ cli.add_command(worker_command)
 cli.add_command(queue_command)
 
 
-def main() -> None:
-    """Entry point of the ``waystation`` script."""
-    cli(prog_name="waystation")
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``waystation`` script: runs the command and maps every error to one or
+    two lines on stderr and an exit code of the table in :mod:`waystation.cli.errors`."""
+    sys.exit(run_cli(argv))
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv``; returns the exit code (see :func:`main`)."""
+    try:
+        rv = cli.main(args=argv, prog_name="waystation", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except CliError as exc:
+        if _state["debug"] and exc.__cause__ is not None:
+            traceback.print_exception(exc.__cause__)
+        exc.show()
+        return exc.exit_code
+    except click.UsageError as exc:
+        exc.show()
+        return exc.exit_code
+    except click.ClickException as exc:  # a plain one is the user's to fix: a usage error
+        print_error(exc.format_message())
+        return EXIT_USAGE if exc.exit_code == 1 else exc.exit_code
+    except (KeyboardInterrupt, click.Abort):
+        print_error("interrupted", label="stopped")
+        return EXIT_SIGINT
+    except BrokenPipeError:  # `waystation stations | head`: the reader left; not an error
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except Exception as exc:
+        known = translate(exc)
+        if _state["debug"]:
+            traceback.print_exc()
+        if known is not None:
+            known.show()
+            return known.exit_code
+        print_error(f"internal error: {type(exc).__name__}: {exc}",
+                    "this is a bug in waystation or a plugin: run again with --debug for the traceback "
+                    "and report it" if not _state["debug"] else None)
+        return EXIT_BROKE_OFF
 
 
 if __name__ == "__main__":  # pragma: no cover
     main()
-    sys.exit(0)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from waystation.cli.errors import EXIT_USAGE, UsageProblem, route_error, service, translate
+from waystation.cli.options import checkpoint_option
 from waystation.stores import DEFAULT_SQLITE_URL
 
 if TYPE_CHECKING:
@@ -82,8 +84,8 @@ def _print_plan(plan: Plan, cfg: BatchConfig, fmt: str, header: list[str] | None
               help="Leads in flight.")
 @click.option("--budget-total", type=click.FloatRange(min=0), default=None,
               help="Batch budget in USD, reserved like the per-lead budget: never exceeded.")
-@click.option("--checkpoint", default=DEFAULT_SQLITE_URL, show_default=True, envvar="WAYSTATION_CHECKPOINT",
-              help="Checkpoint store: sqlite:///path, redis://host:port/db (also WAYSTATION_CHECKPOINT).")
+@checkpoint_option(default=DEFAULT_SQLITE_URL,
+                   help="Checkpoint store: sqlite:///relative.db, sqlite:////absolute.db, redis://host:port/db.")
 @click.option("--run-id", default=None, help="Name this run (default: <route>-<UTC time>-<hex>).")
 @click.option("--resume", "resume", default=None, metavar="RUN_ID", help="Resume an interrupted run.")
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="Only the first N input records.")
@@ -114,11 +116,12 @@ def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path 
     Ctrl-C / SIGTERM: in-flight leads finish (up to --grace s), the resume command is
     printed, exit 130 / 143. A second Ctrl-C exits at once.
     Exit status: 0 done (even with failed or rejected leads), 1 the batch broke off
-    (e.g. the checkpoint store failed), 2 bad route/input/options.
+    (e.g. the checkpoint store failed; resume it), 2 bad route/input/options,
+    3 missing dependency or unreachable service, 130/143 interrupted.
     """
     from waystation.batch import BatchConfig, BatchError, BatchRunner, compile_for_input
+    from waystation.cli.report_view import print_report
     from waystation.errors import RouteError
-    from waystation.report import render_report
 
     console, err_console = _consoles()
     if resume and run_id:
@@ -133,11 +136,6 @@ def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path 
         checkpoint_from_env=ctx.get_parameter_source("checkpoint") is click.core.ParameterSource.ENVIRONMENT,
     )
 
-    def fail(problems: list[Any]) -> None:
-        for p in problems:
-            err_console.print(f"[red]error[/red] {p}", highlight=False)
-        ctx.exit(2)
-
     try:
         if dry_run:
             _, plan, fmt, header = compile_for_input(cfg, host)
@@ -147,20 +145,24 @@ def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path 
             return
         runner = BatchRunner(cfg, host, console=console,
                              err=lambda msg: err_console.print(msg, markup=False, highlight=False))
-        result = asyncio.run(runner.run())
+        with service("Redis" if checkpoint.lower().startswith(("redis", "unix")) else "the checkpoint store",
+                     checkpoint):
+            result = asyncio.run(runner.run())
     except KeyboardInterrupt:  # before the signal handlers were installed: nothing ran yet
         err_console.print("interrupted")
         ctx.exit(130)
         return
     except RouteError as exc:
-        fail([*exc.problems, f"{len(exc.problems)} error(s): route not valid for this input"])
-        return
+        raise route_error(exc, "fix the route or the input; `waystation run --dry-run ROUTE INPUT` checks "
+                               "both without calling anything") from None
     except (BatchError, ValueError, OSError) as exc:
-        fail([str(exc)])
-        return
-    render_report(result.report, console)
-    console.print(f"output: {result.output} ({result.written:,} rows); rejects: {result.rejects}; "
-                  f"run id: {result.run_id}", markup=False, highlight=False)
+        known = translate(exc)
+        if known is not None:
+            raise known from None
+        raise UsageProblem(str(exc), exit_code=EXIT_USAGE) from None
+    print_report(result.report)
+    click.echo(f"output: {result.output} ({result.written:,} rows); rejects: {result.rejects}; "
+               f"run id: {result.run_id}")
     if result.exit_code:
         if result.error:
             err_console.print(f"[red]error[/red] {result.error}", highlight=False)
@@ -175,62 +177,45 @@ def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path 
 
 @click.command("report")
 @click.argument("run_id", required=False)
-@click.option("--checkpoint", default=DEFAULT_SQLITE_URL, show_default=True, envvar="WAYSTATION_CHECKPOINT",
-              help="The checkpoint store the run used.")
+@checkpoint_option(default=DEFAULT_SQLITE_URL, help="The checkpoint store the run used.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def report_command(ctx: click.Context, run_id: str | None, checkpoint: str, as_json: bool) -> None:
-    """Print the per-station report of RUN_ID (without RUN_ID: list the runs in the store).
+    """Print the per-station report of RUN_ID (without RUN_ID: the latest run in the store).
 
     The figures are rebuilt from the run's saved lead states, so they are right also for a run
-    that was interrupted or killed.
+    that was interrupted or killed. A store or a run that does not exist is an error (exit 2);
+    nothing is created. `waystation runs` lists the runs.
     """
-    from waystation.report import render_report, report_from_store
-    from waystation.stores import open_store
+    from waystation.cli.report_view import print_report
+    from waystation.cli.runs import with_store
+    from waystation.report import report_from_store
 
-    console, err_console = _consoles()
+    async def go(store: Any) -> dict[str, Any] | None:
+        rid = run_id
+        if rid is None:
+            runs = await store.list_runs()
+            if not runs:
+                raise UsageProblem("no runs in this checkpoint store", "run one with `waystation run ROUTE INPUT`")
+            rid = max(runs, key=lambda r: (r.get("updated_at") or 0))["run_id"]
+        meta = await store.load_run(rid)
+        if meta is None:
+            raise UsageProblem(f"no run {rid!r} in this checkpoint store ({checkpoint})",
+                               "`waystation runs` lists the runs it holds; --checkpoint picks another store")
+        complete = meta.get("status") == "complete"
+        leads = meta.get("leads") if complete else None
+        rep = await report_from_store(store, rid, leads=leads, complete=complete,
+                                      budget_total=(meta.get("options") or {}).get("budget_total"))
+        if not complete:
+            rep.leads["rejected"] = int((meta.get("leads") or {}).get("rejected", 0))
+        return {"meta": meta, "report": rep}
 
-    async def go() -> int:
-        store = open_store(checkpoint)
-        try:
-            if run_id is None:
-                runs = await store.list_runs()
-                if as_json:
-                    click.echo(json.dumps([{k: r.get(k) for k in ("run_id", "route_name", "input", "status",
-                                                                    "written", "created_at", "updated_at")}
-                                           for r in runs], indent=2))
-                    return 0
-                if not runs:
-                    console.print("no runs in this checkpoint store")
-                for r in runs:
-                    console.print(f"{r['run_id']}  {r.get('route_name')}  {r.get('status')}  "
-                                  f"{r.get('written', 0):,} rows  {r.get('input')}", markup=False)
-                return 0
-            meta = await store.load_run(run_id)
-            if meta is None:
-                err_console.print(f"[red]error[/red] no run {run_id!r} in this checkpoint store")
-                return 2
-            complete = meta.get("status") == "complete"
-            leads = meta.get("leads") if complete else None
-            rep = await report_from_store(store, run_id, leads=leads, complete=complete,
-                                          budget_total=(meta.get("options") or {}).get("budget_total"))
-            if not complete:
-                rep.leads["rejected"] = int((meta.get("leads") or {}).get("rejected", 0))
-            if as_json:
-                click.echo(json.dumps(rep.as_dict(), indent=2))
-            else:
-                render_report(rep, console)
-                if not complete and meta.get("resume_command"):
-                    console.print(f"status {meta.get('status')}; resume with: {meta['resume_command']}",
-                                  markup=False, highlight=False)
-            return 0
-        finally:
-            await store.close()
-
-    try:
-        code = asyncio.run(go())
-    except ValueError as exc:
-        err_console.print(f"[red]error[/red] {exc}", highlight=False)
-        code = 2
-    if code:
-        ctx.exit(code)
+    got = with_store(checkpoint, go)
+    assert got is not None
+    meta, rep = got["meta"], got["report"]
+    if as_json:
+        click.echo(json.dumps(rep.as_dict(), indent=2))
+        return
+    print_report(rep)
+    if meta.get("status") != "complete" and meta.get("resume_command"):
+        click.echo(f"status {meta.get('status')}; resume with: {meta['resume_command']}")

@@ -94,6 +94,7 @@ __all__ = [
     "LiveIntent",
     "StoreStats",
     "budget_ledger",
+    "check_store_url",
     "open_store",
 ]
 
@@ -133,6 +134,10 @@ class CheckpointStore(Protocol):
 
     async def list_runs(self) -> list[dict[str, Any]]:
         """Every run, oldest first: its metadata plus ``run_id``, ``created_at``, ``updated_at``."""
+        ...
+
+    async def delete_run(self, run_id: str) -> None:
+        """Forget a run: its metadata and every lead state."""
         ...
 
     async def close(self) -> None:
@@ -298,9 +303,46 @@ def _query(url: str) -> dict[str, str]:
     return {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
 
 
+_STORE_SCHEMES = ("sqlite", "redis", "rediss", "unix", "memory")
+
+
+def check_store_url(url: str) -> str:
+    """``url`` if it names a checkpoint store correctly, else ``ValueError`` naming the mistake.
+
+    ``sqlite:///relative/path.db`` (three slashes: relative to the working directory),
+    ``sqlite:////absolute/path.db`` (four: absolute), ``sqlite://`` (the default file),
+    ``redis://[:password@]host:port/db``, ``rediss://…``, ``unix:///socket``, ``memory://``.
+    """
+    text = url.strip()
+    shown = redact_url(text)
+    scheme, sep, rest = text.partition(":")
+    scheme = scheme.lower()
+    if not sep or scheme not in _STORE_SCHEMES:
+        if not sep or "/" in scheme or "." in scheme or len(scheme) == 1:
+            raise ValueError(f"checkpoint {shown!r} is not a URL: write sqlite:///{text.lstrip('/')} for a "
+                             f"relative path or sqlite:////{text.lstrip('/')} for an absolute one")
+        raise ValueError(f"unknown checkpoint store URL {shown!r} (scheme {scheme!r}): use sqlite:///path, "
+                         "redis://host:port/db or memory://")
+    if scheme == "sqlite":
+        if not rest.startswith("//"):
+            path = rest.lstrip("/")
+            raise ValueError(f"checkpoint URL {shown!r} needs // after 'sqlite:': write sqlite:///{path} for "
+                             f"the relative path {path}, or sqlite:////{path} for the absolute path /{path}")
+        parts = urlsplit(text)
+        if parts.netloc:
+            raise ValueError(f"checkpoint URL {shown!r} has a host part ({parts.netloc!r}): write "
+                             f"sqlite:///{parts.netloc}{parts.path} (three slashes) for a file path")
+    elif scheme in ("redis", "rediss") and not rest.startswith("//"):
+        raise ValueError(f"checkpoint URL {shown!r} needs // after '{scheme}:': write "
+                         f"{scheme}://host:6379/0")
+    return text
+
+
 def open_store(url: str) -> CheckpointStore:
     """Open the store a URL names: ``sqlite:///path``, ``redis://host:port/db?ttl=&prefix=``,
-    ``memory://``. Raises ``ValueError`` for any other scheme."""
+    ``memory://``. Raises ``ValueError`` naming the mistake for anything else
+    (:func:`check_store_url`)."""
+    url = check_store_url(url)
     scheme = urlsplit(url).scheme.lower()
     if scheme == "sqlite":
         from waystation.stores.sqlite import SQLiteStore

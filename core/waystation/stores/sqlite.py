@@ -331,6 +331,15 @@ class SQLiteStore:
 
         await self._submit("q", q)
 
+    async def vacuum(self) -> None:
+        """Give the space of deleted runs back to the file system (``VACUUM`` + WAL truncate)."""
+
+        def q(conn: sqlite3.Connection) -> None:
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        await self._submit("q", q)
+
     async def close(self) -> None:
         """Commit what is queued, stop the writer thread and close the file."""
         if self._closed:
