@@ -87,6 +87,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from waystation.budget import Budget
+from waystation.deferral import run_settled
 from waystation.engine import Engine, lead_id_of
 from waystation.errors import WaystationError
 from waystation.lead import STANDARD_INPUT_FIELDS
@@ -837,7 +838,7 @@ class BatchRunner:
                         if self._stopping:
                             sem.release()
                             break
-                        task = asyncio.create_task(engine.run(rec.lead, lead_id=lid))
+                        task = asyncio.create_task(run_settled(engine, rec.lead, lead_id=lid))
                         inflight[lid] = task
                         self._tasks.add(task)
                         task.add_done_callback(functools.partial(self._lead_done, lid, sem, inflight))

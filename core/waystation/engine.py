@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import stamina
 
 from waystation.budget import Budget, Hold, reserve_all
+from waystation.deferral import StepDeferred, deferral_for
 from waystation.errors import OutcomeValidationError, StepError, WaystationError
 from waystation.lead import check_fields
 from waystation.plan import Plan, PlannedStep, compile_route, outcome_model
@@ -46,6 +47,7 @@ from waystation.resilience.redis_shared import (
     redis_prefix_from_env,
     redis_url_from_env,
 )
+from waystation.resilience.throttle import RedisThrottle, Throttle
 from waystation.result import LeadResult, Provenance, RunContext, StepRecord
 from waystation.route import Route
 from waystation.station import Outcome, Station, StepContext, Stop
@@ -149,6 +151,8 @@ class Engine:
         self._breakers: dict[str, CircuitBreaker] = {}
         self._background: set[asyncio.Future[Any]] = set()
         self._limiters: dict[str, StationLimiter] = {}
+        self._throttles: dict[str, Throttle] = {}  # shared pauses after a vendor's 429 + wait
+        self._parked: dict[str, dict[str, Any]] = {}  # deferred leads' states when nothing checkpoints
         # shared (Redis) breaker / rate-limit state: see waystation.resilience.redis_shared
         self._shared_redis: SharedRedis | None = None
 
@@ -179,6 +183,10 @@ class Engine:
                 slots = RedisConcurrency(shared(), key, ps.rate_limit.concurrent) \
                     if ps.rate_limit.shared == "redis" and ps.rate_limit.concurrent else None
                 self._limiters[key] = StationLimiter(key, ps.rate_limit, rb, slots)
+            if key not in self._throttles:
+                shares = redis_url is not None or any(
+                    p is not None and p.shared == "redis" for p in (ps.rate_limit, ps.breaker))
+                self._throttles[key] = Throttle(key, RedisThrottle(shared(), key) if shares else None)
         self.refresh_hooks()
 
     # -- construction -----------------------------------------------------------------------
@@ -260,6 +268,10 @@ class Engine:
                 self._instances[ps.index] = inst
         return inst
 
+    def throttle(self, station: str) -> Throttle | None:
+        """The shared pause of ``station`` (by station name): see :mod:`waystation.resilience.throttle`."""
+        return self._throttles.get(station)
+
     def breaker(self, station: str) -> CircuitBreaker | None:
         """The circuit breaker of ``station`` (by station name), if it has one."""
         return self._breakers.get(station)
@@ -297,18 +309,27 @@ class Engine:
         lid = lead_id or lead_id_of(lead)
         budget = Budget(self.plan.budget, name=f"lead {lid}")
         rc: RunContext | None = None
-        if self.checkpointer is not None:
-            state = await self.checkpointer.load(self.run_id, lid)
-            if state is not None:
-                rc = RunContext.from_state(state, budget)
-                if rc.status != "running":
-                    return self._finish_data(rc)
+        state = await self.checkpointer.load(self.run_id, lid) if self.checkpointer is not None \
+            else self._parked.pop(lid, None)
+        if state is not None:
+            rc = RunContext.from_state(state, budget)
+            if rc.status == "deferred":  # a vendor asked it to wait: go on from the deferred step
+                rc.status, rc.reason = "running", None
+                for rec in rc.steps.values():
+                    if rec.reason == "deferred" and not rec.ended:
+                        rec.reason = None
+            if rc.status != "running":
+                return self._finish_data(rc)
         if rc is None:
             rc = RunContext(lid, self.plan.name, dict(lead), budget, self.run_id)
         if self._active["before_lead"]:
             await self._notify("before_lead", rc, route=self.plan, ctx=rc)
         await self._drive(rc)
         result = rc.result()
+        if rc.status == "deferred":
+            result.retry_at = rc.extra.get("retry_at")
+            if self.checkpointer is None:
+                self._parked[lid] = rc.to_state()
         if self.checkpointer is not None:
             await self.checkpointer.save(self.run_id, lid, rc.to_state())
         if self._active["after_lead"]:
@@ -403,7 +424,8 @@ class Engine:
                         finish(i)
                         continue
                     if stop[0] is not Stop.CONTINUE:
-                        await self._skip(ps, rc, "stopped")
+                        if "deferred" not in rc.extra:  # a deferred lead's later steps stay pending
+                            await self._skip(ps, rc, "stopped")
                         finish(i)
                         continue
                     if not running and not ready:
@@ -426,6 +448,8 @@ class Engine:
             raise
         if stop[0] is Stop.FAIL:
             rc.status, rc.reason = "failed", stop[1]
+        elif "deferred" in rc.extra:
+            rc.status, rc.reason = "deferred", rc.extra["deferred"]
         elif stop[0] is Stop.SKIP_REMAINING:
             rc.status, rc.reason = "stopped", stop[1]
         else:
@@ -522,6 +546,8 @@ class Engine:
                 if isinstance(exc, BreakerOpen) and exc.first_attempt:
                     rec.attempts -= 1  # nothing went out
                     return await self._skip(ps, rc, "breaker_open")
+                if isinstance(exc, StepDeferred):
+                    return self._deferred(ps, rc, rec, exc)
                 return await self._failed(ps, rc, rec, exc, started)
         return await self._succeeded(ps, rc, rec, outcome, hold, started)
 
@@ -549,12 +575,15 @@ class Engine:
             raise
         ctx = self._ctx(ps, rc, data)
         limiter = self._limiters.get(name)
+        throttle = self._throttles.get(name)
         policy = ps.retry
         first = rec.attempts + 1
         remaining = max(1, policy.max_attempts - rec.attempts)
         called = False
 
         async def call() -> Outcome:
+            if throttle is not None:
+                await throttle.wait()  # the vendor asked every call of this station to wait
             if breaker is not None and limiter is not None and await breaker.refuses():
                 # it opened while this call waited for its rate-limit slot
                 raise BreakerOpen(f"breaker of {name} opened", first_attempt=rec.attempts == first)
@@ -564,7 +593,13 @@ class Engine:
                 await self.checkpointer.save(self.run_id, rc.lead_id, rc.to_state())
             nonlocal called
             called = True
-            return await self._timed(station.process(ctx), ps.timeout)
+            try:
+                return await self._timed(station.process(ctx), ps.timeout)
+            except Exception as exc:
+                wait = retry_after_of(exc) if throttle is not None else None
+                if wait is not None and classify_error(exc) == "throttled":
+                    await throttle.pause(wait)  # type: ignore[union-attr]
+                raise
 
         async def attempt(n: int) -> Outcome:
             nonlocal holding, tripped, called
@@ -600,7 +635,13 @@ class Engine:
             return out
 
         if remaining == 1:
-            return await attempt(first)
+            try:
+                return await attempt(first)
+            except Exception as exc:
+                deferred = deferral_for(exc, policy, last_attempt=True)
+                if deferred is not None:
+                    raise deferred from None
+                raise
 
         def on(exc: Exception) -> bool | float:
             # never retried: CancelledError (not an Exception), an open breaker (no retry sleep
@@ -619,12 +660,28 @@ class Engine:
                 try:
                     return await attempt(n)
                 except Exception as exc:
+                    deferred = deferral_for(exc, policy, last_attempt=att.num >= remaining)
+                    if deferred is not None:
+                        raise deferred from None
                     if att.num < remaining and on(exc) is not False and self._active["on_retry"]:
                         # the policy's delay (jitter aside), also in test mode where waits are off
                         await self._notify("on_retry", rc, step=ps, ctx=rc, attempt=n, error=exc,
                                            delay=policy.delay_for(exc, att.num))
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _deferred(self, ps: PlannedStep, rc: RunContext, rec: StepRecord, exc: StepDeferred) -> Decision:
+        """The vendor asked to wait longer than the step may: the step stays pending (the throttled
+        call is not counted as an attempt), nothing later starts, the lead ends ``deferred``."""
+        rec.status, rec.reason = "pending", "deferred"
+        rec.attempts = max(0, rec.attempts - 1)
+        rec.intent, rec.pending_cost = False, 0.0
+        rec.error = redact(str(exc), ps.secrets)
+        reason = f"{ps.id} {rec.error}"
+        retry_at = time.time() + exc.wait
+        rc.extra["retry_at"] = max(retry_at, rc.extra.get("retry_at", 0.0))
+        rc.extra.setdefault("deferred", reason)
+        return (Stop.SKIP_REMAINING, reason)
 
     async def _charge_failed_call(self, ps: PlannedStep, rc: RunContext, rec: StepRecord, amount: float) -> None:
         """Book what a failed attempt cost (``StepError.incurred_cost``): the vendor billed it."""

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from waystation.budget import Budget
 
 StepStatus = Literal["pending", "running", "succeeded", "skipped", "failed"]
-LeadStatus = Literal["running", "succeeded", "stopped", "failed"]
+LeadStatus = Literal["running", "succeeded", "stopped", "failed", "deferred"]
 
 #: Reasons a step may be skipped for.
 SKIP_REASONS = (
@@ -88,6 +88,8 @@ class LeadResult(BaseModel):
     provenance: dict[str, Provenance] = Field(default_factory=dict)
     errors: list[str] = Field(default_factory=list)
     resumed: bool = False
+    #: For a ``deferred`` lead: when (epoch seconds) the vendor takes calls again (see waystation.deferral).
+    retry_at: float | None = None
 
 
 class RunContext:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -24,6 +25,8 @@ Category = Literal[
     "client_error",
     "transient",
     "permanent",
+    "bad_request",
+    "not_found",
     "auth",
     "blocked",
     "exhausted",
@@ -98,16 +101,66 @@ def parse_retry_after(raw: str | None, now: float | None = None) -> float | None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+#: Vendor headers that say when a rate-limit window resets, in the order they are read after
+#: ``Retry-After``: seconds until the reset, or (a value above 10^9) the reset as an epoch time.
+RESET_HEADERS: tuple[str, ...] = (
+    "x-ratelimit-reset",            # Telnyx, GitHub-style APIs
+    "x-ratelimit-requests-reset",   # RapidAPI's gateway
+    "ratelimit-reset",              # IETF draft RateLimit header fields
+    "x-rate-limit-reset",
+)
+
+#: A reset header value above this is an epoch time, not a number of seconds.
+_EPOCH = 1e9
+
+
+def parse_reset(raw: str | None, now: float | None = None) -> float | None:
+    """Seconds from a rate-limit *reset* header value: seconds, or an epoch time (above 10^9)."""
+    if raw is None:
+        return None
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        return None
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    if value > _EPOCH:
+        return max(0.0, value - (time.time() if now is None else now))
+    return max(0.0, value)
+
+
+def retry_after_from_headers(headers: Mapping[str, str] | Any, now: float | None = None) -> float | None:
+    """Seconds a vendor asked to wait, from response headers: ``Retry-After`` (delta-seconds or
+    an HTTP date, RFC 9110) first, then the vendor reset headers of :data:`RESET_HEADERS`
+    (seconds or an epoch time). ``None`` when none of them says. ``headers`` is any mapping with
+    case-insensitive ``get`` (httpx, werkzeug) or lower-case keys."""
+    getter = getattr(headers, "get", None)
+    if getter is None:
+        return None
+    raw = getter("retry-after")
+    if isinstance(raw, str):
+        after = parse_retry_after(raw, now)
+        if after is not None:
+            return after
+    for name in RESET_HEADERS:
+        raw = getter(name)
+        if isinstance(raw, str):
+            after = parse_reset(raw, now)
+            if after is not None:
+                return after
+    return None
+
+
 def retry_after_of(exc: BaseException) -> float | None:
-    """Seconds the vendor asked us to wait (``ThrottledError.retry_after`` or a ``Retry-After``)."""
+    """Seconds the vendor asked us to wait (``ThrottledError.retry_after``, or the headers of an
+    httpx-style error's response: see :func:`retry_after_from_headers`)."""
     value = getattr(exc, "retry_after", None)
     if isinstance(value, int | float) and not isinstance(value, bool):
         return max(0.0, float(value))
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
     if headers is not None:
-        raw = headers.get("retry-after")
-        return parse_retry_after(raw if isinstance(raw, str) else None)
+        return retry_after_from_headers(headers)
     return None
 
 
