@@ -361,10 +361,13 @@ def route_copy(vendors: Vendors, tmp_path: Path, dnc: dict[str, Any], *, budget:
                        "base_url": vendors.tps.url_for("/").rstrip("/"), "request_interval": 0}
     tps["rate_limit"] = {**fast, "concurrent": 1}
     skip = by_station[SKIP]
-    skip["settings"] = {**skip.get("settings", {}), "base_url": vendors.rapid.url_for("/").rstrip("/")}
+    skip["settings"] = {**skip.get("settings", {}), "base_url": vendors.rapid.url_for("/").rstrip("/"),
+                        "allow_hosts": ["127.0.0.1"]}
     skip["rate_limit"] = fast
     tel = by_station[TELNYX]
-    tel["settings"] = {**tel.get("settings", {}), "base_url": vendors.telnyx.url_for("/v2")}
+    # the fake vendors are plain-http servers on 127.0.0.1: the route allows the keys to go there
+    tel["settings"] = {**tel.get("settings", {}), "base_url": vendors.telnyx.url_for("/v2"),
+                       "allow_hosts": ["127.0.0.1"]}
     tel["rate_limit"] = fast
     if DNC in by_station:
         by_station[DNC]["settings"] = {**by_station[DNC].get("settings", {}), **dnc,

@@ -60,7 +60,8 @@ def api(httpserver: HTTPServer) -> HTTPServer:
 
 
 def settings_for(server: HTTPServer, **extra: Any) -> dict[str, Any]:
-    return {"source": "acs", "base_url": server.url_for("/data"), "census_api_key": KEY, **extra}
+    return {"source": "acs", "base_url": server.url_for("/data"), "census_api_key": KEY,
+            "allow_hosts": ["127.0.0.1", "localhost"], **extra}
 
 
 def queries(server: HTTPServer) -> list[dict[str, list[str]]]:
@@ -83,7 +84,8 @@ async def test_key_from_the_environment(api: HTTPServer, monkeypatch: pytest.Mon
     monkeypatch.setenv("CENSUS_API_KEY", KEY)
     api.expect_request(PATH).respond_with_handler(census_handler)
     run = await run_station(IncomeStation, {"zipcode": "02139"},
-                            settings={"source": "acs", "base_url": api.url_for("/data")})
+                            settings={"source": "acs", "base_url": api.url_for("/data"),
+                                      "allow_hosts": ["localhost", "127.0.0.1"]})
     assert run.fields["median_household_income"] == 117124
 
 
@@ -270,10 +272,11 @@ async def test_key_is_masked_in_httpx_logs(api: HTTPServer, caplog: pytest.LogCa
 
 
 async def test_unreachable_api_is_a_connection_error() -> None:
-    settings = {"source": "acs", "base_url": "http://127.0.0.1:9", "census_api_key": KEY, "batch_window": 0}
+    settings = {"source": "acs", "base_url": "http://127.0.0.1:9", "census_api_key": KEY, "batch_window": 0,
+                "allow_hosts": ["127.0.0.1", "localhost"]}
     run = await run_station(IncomeStation, {"zipcode": "10001"}, settings=settings)
     assert run.record.status == "failed" and run.record.attempts == 3
-    assert "cannot reach the Census API" in (run.record.error or "")
+    assert "the Census API: connection failed" in (run.record.error or "")
     assert KEY not in (run.record.error or "")
 
 
@@ -288,8 +291,28 @@ def test_contract_in_api_mode(cls: type, window: float) -> None:
         vendor.handle(PATH, lambda req: census_rows(req.query_string))
         report = check(cls, {"zipcode": "10001"}, vendor=vendor, allow_secret_in=("query",),
                        settings={"source": "acs", "base_url": "{vendor_url}/data", "census_api_key": KEY,
+                                 "allow_hosts": ["127.0.0.1", "localhost"],
                                  "batch_window": window})
     finally:
         vendor.stop()
     assert not report.violations
 
+
+
+async def test_the_key_goes_only_to_api_census_gov(api: HTTPServer) -> None:
+    api.expect_request(PATH).respond_with_handler(census_handler)
+    settings = {k: v for k, v in settings_for(api, batch_window=0).items() if k != "allow_hosts"}
+    run = await run_station(IncomeStation, {"zipcode": "02139"}, settings=settings)
+    assert (run.record.status, run.record.error_category) == ("failed", "auth")
+    assert "allow_hosts" in (run.record.error or "") and KEY not in (run.record.error or "")
+    assert api.log == []
+
+
+async def test_a_huge_answer_is_a_reasoned_failure(api: HTTPServer) -> None:
+    import gzip
+    api.expect_request(PATH).respond_with_data(gzip.compress(b"[" * (20 * 1024 * 1024)),
+                                               headers={"Content-Encoding": "gzip"}, content_type="application/json")
+    run = await run_station(IncomeStation, {"zipcode": "02139"},
+                            settings=settings_for(api, batch_window=0, max_response_bytes=1024 * 1024))
+    assert (run.record.status, run.record.error_category, run.record.attempts) == ("failed", "permanent", 1)
+    assert "cap" in (run.record.error or "")

@@ -22,7 +22,8 @@ def test_local_station_contract(tmp_path: Path) -> None:
 def test_paid_station_contract() -> None:
     report = check_station_contract(
         RealValidationDNCStation, {"phone": "+12125550123", "phone_valid": True},
-        settings={"base_url": "{vendor_url}", "token": "rv-secret-token", "price": 0.004},
+        settings={"base_url": "{vendor_url}", "token": "rv-secret-token", "price": 0.004,
+                  "allow_hosts": ["127.0.0.1"]},
         secrets=["rv-secret-token"], allow_secret_in=("query",),
         fake_responses={"/DNCLookup.php": Reply.json({
             "status": "clean", "national_dnc": "N", "state_dnc": "N", "dma": "N", "litigator": "N",

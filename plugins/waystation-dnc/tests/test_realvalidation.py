@@ -18,7 +18,8 @@ CLEAN = {"RESPONSECODE": "OK", "RESPONSEMSG": {}, "national_dnc": "N", "state_dn
 
 
 def settings(server: HTTPServer, **extra: Any) -> dict[str, Any]:
-    return {"token": TOKEN, "base_url": server.url_for("/rpvWebService"), "price": 0.004, **extra}
+    return {"token": TOKEN, "base_url": server.url_for("/rpvWebService"), "price": 0.004,
+            "allow_hosts": ["127.0.0.1", "localhost"], **extra}
 
 
 def answer(server: HTTPServer, body: Any, status: int = 200, oneshot: bool = False) -> None:
@@ -105,8 +106,18 @@ async def test_token_from_environment(httpserver: HTTPServer, monkeypatch: pytes
     monkeypatch.setenv("REALVALIDATION_TOKEN", TOKEN)
     answer(httpserver, CLEAN)
     r = await run_station(RealValidationDNCStation, {"phone": "(212) 555-0100"},
-                          settings={"base_url": httpserver.url_for("/rpvWebService"), "price": 0.004})
+                          settings={"base_url": httpserver.url_for("/rpvWebService"), "price": 0.004,
+                                    "allow_hosts": ["localhost"]})
     assert r.fields["dnc_listed"] is False
+
+
+async def test_the_token_goes_only_to_realvalidation(httpserver: HTTPServer) -> None:
+    answer(httpserver, CLEAN)
+    r = await run_station(RealValidationDNCStation, {"phone": "+12125550100"},
+                          settings={"token": TOKEN, "base_url": httpserver.url_for("/rpvWebService"), "price": 0.004},
+                          step={"cost": 0.004}, plugins=[plugin])
+    assert (r.record.status, r.record.error_category) == ("failed", "auth")
+    assert "allow_hosts" in (r.record.error or "") and httpserver.log == []
 
 
 def test_a_route_without_a_price_is_refused_before_any_lead() -> None:

@@ -44,7 +44,8 @@ class TestRealValidationDNCStandard(StationTests):
 
     station_class = RealValidationDNCStation
     sample_lead = {"phone": "+17275555555", "phone_valid": True}
-    settings = {"base_url": "{vendor_url}/rpvWebService", "token": "rv-token-5f1c9e", "price": 0.004}
+    settings = {"base_url": "{vendor_url}/rpvWebService", "token": "rv-token-5f1c9e", "price": 0.004,
+                "allow_hosts": ["127.0.0.1"]}
     fake_responses = {"/rpvWebService/DNCLookup.php": Reply.json({
         "RESPONSECODE": "OK", "RESPONSEMSG": {}, "national_dnc": "Y", "state_dnc": "N", "dma": "N",
         "litigator": "N", "iscell": "N", "id": "4"})}

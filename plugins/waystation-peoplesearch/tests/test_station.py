@@ -165,13 +165,44 @@ async def test_robots_is_fetched_once_per_run(site: Callable[..., HTTPServer],
     assert requests_to(server, "/results") == 3
 
 
-async def test_robots_5xx_is_retried_and_nothing_else_is_fetched(httpserver: HTTPServer,
-                                                                 settings: dict[str, Any]) -> None:
+async def test_robots_5xx_disallows_everything_rfc_9309(httpserver: HTTPServer, settings: dict[str, Any]) -> None:
     httpserver.expect_request("/robots.txt").respond_with_data("oops", status=503)
-    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings, step=FAST)
-    assert run.record.status == "failed" and run.record.error_category == "server_error"
-    assert run.record.attempts == 3
-    assert {req.path for req, _ in httpserver.log} == {"/robots.txt"}
+    route = yaml.safe_dump({"name": "t", "steps": [{"station": TruePeopleSearchStation.name,
+                                                    "settings": settings, **FAST}]})
+    results = await run_route(route, [{**JOHN, "id": "1"}, {**JOHN, "id": "2"}], [TruePeopleSearchStation])
+    for r in results:
+        rec = r.steps[TruePeopleSearchStation.name]
+        assert (rec.status, rec.hit, rec.attempts) == ("succeeded", False, 1)
+        assert "unreachable (HTTP 503)" in rec.misses["phone"] and "disallowed" in rec.misses["phone"]
+    # robots.txt asked once (remembered for robots_retry_after); no page of the site was fetched
+    assert [req.path for req, _ in httpserver.log] == ["/robots.txt"]
+
+
+async def test_robots_5xx_is_asked_again_after_robots_retry_after(site: Callable[..., HTTPServer],
+                                                                  httpserver: HTTPServer,
+                                                                  settings: dict[str, Any]) -> None:
+    httpserver.expect_oneshot_request("/robots.txt").respond_with_data("oops", status=500)
+    site()
+    route = yaml.safe_dump({"name": "t", "steps": [{"station": TruePeopleSearchStation.name,
+                                                    "settings": {**settings, "robots_retry_after": 0}, **FAST}]})
+    first, second = await run_route(route, [{**JOHN, "id": "1"}, {**JOHN, "id": "2"}], [TruePeopleSearchStation])
+    assert not first.steps[TruePeopleSearchStation.name].hit
+    assert second.steps[TruePeopleSearchStation.name].hit
+    assert requests_to(httpserver, "/robots.txt") == 2
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 410, 429])
+async def test_robots_4xx_means_no_rules_and_never_opens_the_breaker(httpserver: HTTPServer,
+                                                                     settings: dict[str, Any], status: int) -> None:
+    httpserver.expect_request("/robots.txt").respond_with_data("Forbidden", status=status)
+    httpserver.expect_request("/results", query_string=JOHN_QUERY).respond_with_data(
+        page("results_john_smith"), content_type=HTML)
+    httpserver.expect_request(JOHN_DETAIL).respond_with_data(page("detail_px0l4n6r2u8t1m0q9"), content_type=HTML)
+    route = yaml.safe_dump({"name": "t", "steps": [{"station": TruePeopleSearchStation.name,
+                                                    "settings": settings, **FAST}]})
+    results = await run_route(route, [{**JOHN, "id": "1"}, {**JOHN, "id": "2"}], [TruePeopleSearchStation])
+    assert all(r.steps[TruePeopleSearchStation.name].hit for r in results)
+    assert requests_to(httpserver, "/results") == 2 and requests_to(httpserver, "/robots.txt") == 1
 
 
 @pytest.mark.parametrize(("status", "body"), [(200, "captcha"), (403, "access_denied"),
@@ -365,3 +396,67 @@ async def test_robots_rules_apply_below_a_prefixed_base_url(httpserver: HTTPServ
     run = await run_station(TruePeopleSearchStation, JOHN, settings={**settings, "base_url": base})
     assert not run.record.hit and "robots.txt" in run.record.misses["phone"]
     assert [req.path for req, _ in httpserver.log] == ["/mirror/robots.txt"]
+
+
+# ----------------------------------------------------------------------------- issue #13 fixes
+
+AURORA = {"first_name": "John", "last_name": "Smith", "city": "Aurora", "state": "CO", "age": "45"}
+AURORA_QUERY = "name=John%20Smith&citystatezip=Aurora%2C%20CO"
+
+
+async def test_unlabelled_ages_and_comma_lists_of_past_places_pick_the_right_person(
+        httpserver: HTTPServer, settings: dict[str, Any]) -> None:
+    """Both John Smiths used to live in Aurora; only the right one is 45. Read with the ages and the
+    "Aurora CO, Boulder CO" past places, the right card wins instead of an "ambiguous" miss."""
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    httpserver.expect_request("/results", query_string=AURORA_QUERY).respond_with_data(
+        page("results_variants"), content_type=HTML)
+    httpserver.expect_request("/find/person/pright45").respond_with_data(page("detail_plain_address"),
+                                                                         content_type=HTML)
+    run = await run_station(TruePeopleSearchStation, AURORA, settings=settings, step=FAST)
+    assert run.record.status == "succeeded" and run.record.hit, run.record.misses
+    assert [req.path for req, _ in httpserver.log][-1] == "/find/person/pright45"
+    # the plain-text address is read whole, not as "Denver, CO"
+    assert run.fields["current_address"] == "123 Main St, Denver, CO 80201"
+    assert run.fields["phone"] == "+13035550100" and run.fields["age"] == 45
+    assert run.record.cost == 0
+
+
+async def test_a_redirect_to_another_host_is_not_followed(httpserver: HTTPServer, settings: dict[str, Any]) -> None:
+    other = HTTPServer(host="127.0.0.1", port=0)
+    other.start()
+    try:
+        other.expect_request("/results").respond_with_data(page("results_john_smith"), content_type=HTML)
+        httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+        httpserver.expect_request("/results").respond_with_response(
+            Response(status=302, headers={"Location": other.url_for("/results")}))
+        run = await run_station(TruePeopleSearchStation, JOHN, settings=settings, step=FAST)
+        assert (run.record.status, run.record.error_category, run.record.attempts) == ("failed", "permanent", 1)
+        assert "redirected to another host" in (run.record.error or "")
+        assert len(other.log) == 0
+    finally:
+        other.clear()
+        other.stop()
+
+
+async def test_a_12000_phone_page_is_read_with_bounded_work(site: Callable[..., HTTPServer],
+                                                            httpserver: HTTPServer, settings: dict[str, Any]) -> None:
+    from hostile_pages import many_phones_detail
+
+    site(detail=None)
+    httpserver.expect_request(JOHN_DETAIL).respond_with_data(many_phones_detail(12_000), content_type=HTML)
+    run = await run_station(TruePeopleSearchStation, JOHN, settings=settings, step=FAST)
+    assert run.record.status == "succeeded", run.record.error
+    assert len(run.fields["phones"]) == 50  # max_phones: a bounded field on the lead
+    run = await run_station(TruePeopleSearchStation, JOHN, settings={**settings, "max_phones": 5}, step=FAST)
+    assert len(run.fields["phones"]) == 5
+
+
+async def test_a_huge_page_is_a_reasoned_failure(site: Callable[..., HTTPServer], httpserver: HTTPServer,
+                                                 settings: dict[str, Any]) -> None:
+    site(detail=None)
+    httpserver.expect_request(JOHN_DETAIL).respond_with_data("<html>" + "x" * (2 * 1024 * 1024), content_type=HTML)
+    run = await run_station(TruePeopleSearchStation, JOHN, settings={**settings, "max_response_bytes": 1024 * 1024},
+                            step=FAST)
+    assert (run.record.status, run.record.error_category, run.record.attempts) == ("failed", "permanent", 1)
+    assert "1,048,576-byte cap" in (run.record.error or "")

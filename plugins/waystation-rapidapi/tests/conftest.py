@@ -57,4 +57,4 @@ def rapid(httpserver: HTTPServer) -> Iterator[HTTPServer]:
 @pytest.fixture
 def settings(rapid: HTTPServer) -> dict[str, Any]:
     """Station settings pointing at the fake."""
-    return {"api_key": KEY, "base_url": rapid.url_for("").rstrip("/")}
+    return {"api_key": KEY, "base_url": rapid.url_for("").rstrip("/"), "allow_hosts": ["127.0.0.1"]}

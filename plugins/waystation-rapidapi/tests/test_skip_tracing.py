@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import pytest
@@ -145,7 +146,8 @@ async def test_search_by_phone(rapid: HTTPServer, settings: dict[str, Any]) -> N
 
 
 async def test_search_by_email(rapid: HTTPServer, settings: dict[str, Any]) -> None:
-    serve_search(rapid, "/search/byemail", email="john.smith@example.com")
+    first = example("search_response")["PeopleDetails"][0]
+    serve_search(rapid, "/search/byemail", body={"PeopleDetails": [first]}, email="john.smith@example.com")
     serve_details(rapid)
     run = await run_station(SkipTracingStation, {"email": "john.smith@example.com", "last_name": "Smith"},
                             settings=settings)
@@ -316,7 +318,7 @@ async def test_5xx_exhausts_retries(rapid: HTTPServer, settings: dict[str, Any])
 async def test_other_4xx_is_permanent(rapid: HTTPServer, settings: dict[str, Any]) -> None:
     rapid.expect_request(SEARCH).respond_with_json({"message": "citystatezip is required"}, status=400)
     run = await run_station(SkipTracingStation, JOHN_DENVER, settings=settings)
-    assert run.record.error_category == "permanent"
+    assert run.record.error_category == "bad_request"  # our request was wrong: never a verdict
     assert run.record.attempts == 1
 
 
@@ -344,6 +346,7 @@ async def test_key_from_environment_and_seed_alias(rapid: HTTPServer,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAPIDAPI_KEY", KEY)
     monkeypatch.setenv("WAYSTATION_RAPIDAPI_BASE_URL", rapid.url_for("").rstrip("/"))
+    monkeypatch.setenv("WAYSTATION_RAPIDAPI_ALLOW_HOSTS", "127.0.0.1")
     serve_search(rapid)
     serve_details(rapid)
     run = await run_station(RapidApiStation, JOHN_DENVER)
@@ -370,7 +373,7 @@ def test_contract(station: type[Station]) -> None:
     """The core's contract check: declarations, reads, cost, cancellation, secrets."""
     report = waystation.testing.check_station_contract(
         station, {"first_name": "John", "last_name": "Smith", "city": "Denver", "state": "CO"},
-        settings={"api_key": KEY, "base_url": "{vendor_url}"},
+        settings={"api_key": KEY, "base_url": "{vendor_url}", "allow_hosts": ["127.0.0.1"]},
         fake_responses={SEARCH: example("search_response"), DETAILS: example("details_response")})
     assert report.violations == []
     assert report.requests == 2
@@ -431,3 +434,90 @@ async def test_key_echoed_by_the_gateway_is_redacted(rapid: HTTPServer, settings
     assert run.record.error_category == "auth"
     assert "key *** is not subscribed" in (run.record.error or "")
     no_leak(run.result)
+
+
+# ----------------------------------------------------------------------------- issue #13 fixes
+
+
+@pytest.mark.parametrize("lead", [
+    {"first_name": "John", "last_name": "Smith"},          # only first and last name
+    {"full_name": "John Smith", "state": "CO"},            # only a state
+])
+async def test_two_people_scoring_the_same_is_ambiguous_and_no_details_are_bought(
+        rapid: HTTPServer, settings: dict[str, Any], lead: dict[str, str]) -> None:
+    body = {"PeopleDetails": [
+        {"Name": "John Smith", "Person ID": "pA", "Age": "45", "Lives in": "Denver, CO"},
+        {"Name": "John Smith", "Person ID": "pB", "Age": "62", "Lives in": "Aurora, CO"}]}
+    rapid.expect_request(re.compile(r"^/search/by.+$")).respond_with_json(body)
+    serve_details(rapid)
+    run = await run_station(SkipTracingStation, lead, settings=settings)
+    assert run.record.status == "succeeded" and run.fields == {}
+    assert "ambiguous" in run.record.misses["phone"] and "tie_margin" in run.record.misses["phone"]
+    assert "match_score" not in run.result.data
+    assert run.record.cost == pytest.approx(0.01)  # the search only
+    assert requests_to(rapid, DETAILS) == []
+
+
+async def test_the_tie_margin_is_a_setting(rapid: HTTPServer, settings: dict[str, Any]) -> None:
+    body = {"PeopleDetails": [
+        {"Name": "John Smith", "Person ID": FIRST_ID, "Age": "45", "Lives in": "Denver, CO"},
+        {"Name": "John Smith", "Person ID": "pB", "Age": "62", "Lives in": "Aurora, CO"}]}
+    rapid.expect_request("/search/bynameaddress").respond_with_json(body)
+    serve_details(rapid)
+    run = await run_station(SkipTracingStation, {"full_name": "John Smith", "city": "Denver", "state": "CO"},
+                            settings=settings | {"tie_margin": 0.0})
+    assert run.fields["phone"] == "+13035550100" and run.record.cost == pytest.approx(0.02)
+
+
+async def test_a_search_by_phone_never_writes_a_person_who_lacks_that_phone(rapid: HTTPServer,
+                                                                          settings: dict[str, Any]) -> None:
+    first = example("search_response")["PeopleDetails"][0]
+    serve_search(rapid, "/search/byphone", body={"PeopleDetails": [first]}, phoneno="4155550123")
+    serve_details(rapid)  # John Smith's record: his phones are 303/720 numbers, not 415-555-0123
+    run = await run_station(SkipTracingStation, {"phone": "+14155550123"}, settings=settings)
+    assert run.record.status == "succeeded" and run.fields == {}
+    assert "does not carry the lead's phone" in run.record.misses["phone"]
+    assert run.record.cost == pytest.approx(0.02)  # both calls were made and billed
+    assert "emails" not in run.result.data and "current_address" not in run.result.data
+
+
+async def test_a_search_by_email_never_writes_a_person_who_lacks_that_email(rapid: HTTPServer,
+                                                                          settings: dict[str, Any]) -> None:
+    first = example("search_response")["PeopleDetails"][0]
+    serve_search(rapid, "/search/byemail", body={"PeopleDetails": [first]}, email="someone.else@example.com")
+    serve_details(rapid)
+    run = await run_station(SkipTracingStation, {"email": "someone.else@example.com"}, settings=settings)
+    assert run.fields == {} and "does not carry the lead's e-mail" in run.record.misses["phone"]
+    assert run.record.cost == pytest.approx(0.02)
+
+
+async def test_rate_429_with_reset_header_waits_the_gateway_reset(rapid: HTTPServer,
+                                                                 settings: dict[str, Any]) -> None:
+    rapid.expect_oneshot_request(SEARCH).respond_with_json(
+        gateway("429_rate"), status=429, headers={"x-ratelimit-requests-reset": "40",
+                                                  "x-ratelimit-requests-remaining": "12"})
+    serve_search(rapid)
+    serve_details(rapid)
+    retries = RetryLog()
+    run = await run_station(SkipTracingStation, JOHN_DENVER, settings=settings, plugins=[retries])
+    # 40 s is longer than retry.max_delay (30 s): the lead is deferred, not retried in vain
+    assert (run.result.status, run.record.reason, run.record.attempts) == ("deferred", "deferred", 0)
+    assert retries.retries == [] and len(rapid.log) == 1 and run.result.total_cost == 0
+
+
+async def test_the_key_goes_only_to_the_rapidapi_host(rapid: HTTPServer, settings: dict[str, Any]) -> None:
+    serve_search(rapid)
+    run = await run_station(SkipTracingStation, JOHN_DENVER,
+                            settings={k: v for k, v in settings.items() if k != "allow_hosts"})
+    assert run.record.error_category == "auth" and "allow_hosts" in (run.record.error or "")
+    assert rapid.log == []
+
+
+async def test_a_gzip_bomb_answer_is_a_reasoned_failure(rapid: HTTPServer, settings: dict[str, Any]) -> None:
+    import gzip
+    rapid.expect_request(SEARCH).respond_with_data(gzip.compress(b" " * (30 * 1024 * 1024)),
+                                                   headers={"Content-Encoding": "gzip"},
+                                                   content_type="application/json")
+    run = await run_station(SkipTracingStation, JOHN_DENVER, settings=settings)
+    assert (run.record.status, run.record.error_category, run.record.attempts) == ("failed", "permanent", 1)
+    assert "cap" in (run.record.error or "") and run.result.total_cost == 0

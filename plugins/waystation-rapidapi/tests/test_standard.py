@@ -29,7 +29,7 @@ class TestSkipTracingStandard(StationTests):
 
     station_class = SkipTracingStation
     sample_lead = JOHN_DENVER
-    settings = {"api_key": KEY, "base_url": "{vendor_url}"}
+    settings = {"api_key": KEY, "base_url": "{vendor_url}", "allow_hosts": ["127.0.0.1"]}
     fake_responses = {"/search/bynameaddress": Reply.json(EXAMPLES["search_response"]),
                       "/search/detailsbyID": Reply.json(EXAMPLES["details_response"])}
     expected_fields = FOUND

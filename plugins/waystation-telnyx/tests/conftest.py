@@ -50,4 +50,4 @@ def telnyx(httpserver: HTTPServer) -> Iterator[HTTPServer]:
 @pytest.fixture
 def settings(telnyx: HTTPServer) -> dict[str, Any]:
     """Station settings pointing at the fake."""
-    return {"api_key": KEY, "base_url": telnyx.url_for("/v2")}
+    return {"api_key": KEY, "base_url": telnyx.url_for("/v2"), "allow_hosts": ["127.0.0.1"]}

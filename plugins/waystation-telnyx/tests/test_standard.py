@@ -29,7 +29,7 @@ class TestTelnyxGatekeepStandard(StationTests):
     station_class = TelnyxGatekeepStation
     sample_lead = {"first_name": "Dana", "last_name": "Kowalski", "city": "Chicago", "state": "IL",
                    "zipcode": "60614", "phone": "+13125550142"}
-    settings = {"api_key": KEY, "base_url": "{vendor_url}/v2"}
+    settings = {"api_key": KEY, "base_url": "{vendor_url}/v2", "allow_hosts": ["127.0.0.1"]}
     fake_responses = {"/v2/number_lookup/+13125550142": documented("constructed_carrier_mobile")}
     expected_fields = {"line_type": "mobile", "carrier": "CELLCO PARTNERSHIP DBA VERIZON WIRELESS - IL",
                        "normalized_carrier": "Verizon", "ported": False, "phone_valid": True}
@@ -41,7 +41,8 @@ class TestTelnyxGatekeepCallerNameStandard(StationTests):
     station_class = TelnyxGatekeepStation
     sample_lead = {"name": "John Smith", "city": "New York", "state": "NY", "zipcode": "10001",
                    "phone": "(212) 555-0188"}
-    settings = {"api_key": KEY, "base_url": "{vendor_url}/v2", "carrier": False, "caller_name": True}
+    settings = {"api_key": KEY, "base_url": "{vendor_url}/v2", "allow_hosts": ["127.0.0.1"], "carrier": False,
+                "caller_name": True}
     fake_responses = {"/v2/number_lookup/+12125550188": documented("constructed_caller_name_fixed_line")}
     expected_fields = {"line_type": "fixed line", "carrier": "Verizon New York Inc.", "caller_name": "SMITH JOHN",
                        "phone_valid": True}

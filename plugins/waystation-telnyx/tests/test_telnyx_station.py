@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from types import MappingProxyType
 from typing import Any
 
@@ -102,8 +103,9 @@ async def test_mobile_carrier_lookup(telnyx: HTTPServer, settings: dict[str, Any
 async def test_docs_quickstart_numeric_mnc_and_caller_name(telnyx: HTTPServer,
                                                            settings: dict[str, Any]) -> None:
     """The docs' example (mobile_network_code is a number there, no valid_number); both data sets
-    requested in one lookup by repeating ``type``."""
-    serve(telnyx, QUICKSTART, "docs_quickstart", query="type=carrier&type=caller-name")
+    requested, one request each (the spec's ``type`` is one value)."""
+    serve(telnyx, QUICKSTART, "docs_quickstart", query="type=carrier")
+    serve(telnyx, QUICKSTART, "docs_quickstart", query="type=caller-name")
     run = await run_station(TelnyxGatekeepStation, {"phone": "(866) 555-2368"},
                             settings=settings | {"caller_name": True}, plugins=[plugin])
     assert run.fields == {
@@ -115,7 +117,9 @@ async def test_docs_quickstart_numeric_mnc_and_caller_name(telnyx: HTTPServer,
         "caller_name": "TELNYX LLC",
     }
     assert run.record.cost == pytest.approx(0.0055)
+    assert [r.query_string for r, _ in telnyx.log] == [b"type=carrier", b"type=caller-name"]
     assert "normalized_carrier" not in run.result.data
+    assert "no normalized_carrier" in run.record.misses["normalized_carrier"]
     assert run.result.data["caller_name"] == "TELNYX LLC"
     assert run.result.status == "succeeded"   # voip is not rejected by default
     assert_key_only_in_auth_header(telnyx)
@@ -332,6 +336,7 @@ async def test_missing_key_fails_without_a_request(telnyx: HTTPServer,
 async def test_key_from_environment(telnyx: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TELNYX_API_KEY", KEY)
     monkeypatch.setenv("WAYSTATION_TELNYX_BASE_URL", telnyx.url_for("/v2"))
+    monkeypatch.setenv("WAYSTATION_TELNYX_ALLOW_HOSTS", "127.0.0.1")
     serve(telnyx, MOBILE, "constructed_carrier_mobile")
     run = await run_station(TelnyxGatekeepStation, {"phone": MOBILE}, plugins=[plugin])
     assert run.fields["line_type"] == "mobile"
@@ -420,10 +425,11 @@ def test_contract(caller_name: bool) -> None:
     check = waystation.testing.check_station_contract
     body = example("docs_quickstart")["response"]["body"]
     report = check(TelnyxGatekeepStation, {"phone": QUICKSTART},
-                   settings={"api_key": KEY, "base_url": "{vendor_url}/v2", "caller_name": caller_name},
+                   settings={"api_key": KEY, "base_url": "{vendor_url}/v2", "caller_name": caller_name,
+                             "allow_hosts": ["127.0.0.1"]},
                    fake_responses={f"/v2/number_lookup/{QUICKSTART}": body})
     assert report.violations == []
-    assert report.requests == 1
+    assert report.requests == (2 if caller_name else 1)  # one request per data set
     assert report.outcome is not None and report.outcome.fields["line_type"] == "voip"
 
 
@@ -446,10 +452,121 @@ async def test_connection_refused_is_transient_and_retried() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     run = await run_station(TelnyxGatekeepStation, {"phone": MOBILE},
-                            settings={"api_key": KEY, "base_url": f"http://127.0.0.1:{port}/v2"},
+                            settings={"api_key": KEY, "base_url": f"http://127.0.0.1:{port}/v2",
+                                      "allow_hosts": ["127.0.0.1"]},
                             plugins=[plugin])
     assert run.record.status == "failed"
     assert run.record.error_category == "transient"
     assert run.record.attempts == 3
     assert "ConnectError" in (run.record.error or "")
     no_leak(run.result)
+
+
+# ----------------------------------------------------------------------------- issue #13 fixes
+
+
+def spec_mock(server: HTTPServer, record: dict[str, Any]) -> None:
+    """A mock generated from the published spec: ``type`` is one enum value; a repeated ``type``
+    is answered 422 with ``source.parameter: type``, as a spec-validating server does."""
+    def handler(request: Request) -> Response:
+        types = request.args.getlist("type")
+        if len(types) > 1 or any(t not in ("carrier", "caller-name") for t in types):
+            body = {"errors": [{"code": "10015", "title": "Invalid parameter", "source": {"parameter": "type"},
+                                "detail": "type must be one of carrier, caller-name"}]}
+            return Response(json.dumps(body), status=422, content_type="application/json")
+        return Response(json.dumps(record), content_type="application/json")
+
+    server.expect_request(re.compile(r"^/v2/number_lookup/.+$")).respond_with_handler(handler)
+
+
+async def test_carrier_and_caller_name_follow_the_spec_one_type_per_request(telnyx: HTTPServer,
+                                                                           settings: dict[str, Any]) -> None:
+    spec_mock(telnyx, example("docs_quickstart")["response"]["body"])
+    AfterGate.calls = []
+    [result] = await run_route(gate_route(settings | {"caller_name": True}), [{"id": "q", "phone": QUICKSTART}],
+                               [TelnyxGatekeepStation, AfterGate], plugins=[plugin])
+    gate = result.steps["gate"]
+    assert (gate.status, gate.attempts, gate.cost) == ("succeeded", 1, pytest.approx(0.0055))
+    assert result.data["line_type"] == "voip" and result.data["caller_name"] == "TELNYX LLC"
+    assert [r.args.getlist("type") for r, _ in telnyx.log] == [["carrier"], ["caller-name"]]
+    assert result.status == "succeeded" and AfterGate.calls == ["q"]
+
+
+async def test_a_422_about_our_own_request_fails_the_step_never_a_verdict(telnyx: HTTPServer,
+                                                                         settings: dict[str, Any]) -> None:
+    body = {"errors": [{"code": "10015", "title": "Invalid parameter", "source": {"parameter": "type"},
+                        "detail": "type is invalid"}]}
+    telnyx.expect_request(path(MOBILE)).respond_with_json(body, status=422)
+    AfterGate.calls = []
+    route = yaml.safe_load(gate_route(settings))
+    route["steps"][0]["on_error"] = "fail"
+    [result] = await run_route(yaml.safe_dump(route), [{"id": "m", "phone": MOBILE}],
+                               [TelnyxGatekeepStation, AfterGate], plugins=[plugin])
+    gate = result.steps["gate"]
+    assert (gate.status, gate.error_category, gate.attempts, gate.cost) == ("failed", "bad_request", 1, 0)
+    assert "configuration error" in (gate.error or "") and "10015" in (gate.error or "")
+    assert result.status == "failed" and AfterGate.calls == []  # the lead is held, not let through
+    assert "line_type" not in result.data and gate.misses == {}
+    assert TelnyxGatekeepStation.gate is True
+
+
+async def test_a_429_with_a_30_second_reset_defers_the_lead_instead_of_wasting_retries(
+        telnyx: HTTPServer, settings: dict[str, Any]) -> None:
+    limited = example("rate_limited")["response"]
+    headers = {"x-ratelimit-limit": "100", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "30"}
+    telnyx.expect_oneshot_request(path(MOBILE)).respond_with_json(limited["body"], status=429, headers=headers)
+    serve(telnyx, MOBILE, "constructed_carrier_mobile")
+    retries = RetryLog()
+    run = await run_station(TelnyxGatekeepStation, {"phone": MOBILE}, settings=settings, plugins=[plugin, retries])
+    # the reset (30 s) is longer than retry.max_delay (10 s): no retry 10 s apart, the lead waits
+    assert (run.result.status, run.record.status, run.record.reason) == ("deferred", "pending", "deferred")
+    assert retries.retries == [] and len(telnyx.log) == 1 and run.result.total_cost == 0
+    assert run.result.retry_at is not None and "wait 30 s" in (run.result.reason or "")
+    assert run.record.attempts == 0  # the 429 did not use up an attempt
+
+
+async def test_a_429_on_the_caller_name_request_books_the_carrier_lookup_once(telnyx: HTTPServer,
+                                                                            settings: dict[str, Any]) -> None:
+    serve(telnyx, QUICKSTART, "docs_quickstart", query="type=carrier")
+    limited = example("rate_limited")["response"]
+    telnyx.expect_oneshot_request(path(QUICKSTART), query_string="type=caller-name").respond_with_json(
+        limited["body"], status=429, headers={"x-ratelimit-reset": "2"})
+    serve(telnyx, QUICKSTART, "docs_quickstart", query="type=caller-name")
+    run = await run_station(TelnyxGatekeepStation, {"phone": QUICKSTART}, settings=settings | {"caller_name": True},
+                            plugins=[plugin])
+    assert run.record.status == "succeeded" and run.record.attempts == 2
+    assert [r.args["type"] for r, _ in telnyx.log] == ["carrier", "caller-name", "caller-name"]
+    assert run.record.cost == pytest.approx(0.0055)  # carrier once (billed), caller name once
+    assert run.fields["caller_name"] == "TELNYX LLC"
+
+
+async def test_normalized_carrier_missing_has_a_reason(telnyx: HTTPServer, settings: dict[str, Any]) -> None:
+    body = example("constructed_carrier_mobile")["response"]["body"]
+    del body["data"]["carrier"]["normalized_carrier"]
+    telnyx.expect_request(path(MOBILE)).respond_with_json(body)
+    run = await run_station(TelnyxGatekeepStation, {"phone": MOBILE}, settings=settings, plugins=[plugin])
+    assert "normalized_carrier" not in run.fields or run.fields["normalized_carrier"] is None
+    assert "no normalized_carrier" in run.record.misses["normalized_carrier"]
+    assert run.result.status == "succeeded" and run.record.cost == pytest.approx(0.0025)
+
+
+async def test_the_key_is_not_sent_to_a_host_the_route_did_not_allow(telnyx: HTTPServer,
+                                                                    settings: dict[str, Any]) -> None:
+    serve(telnyx, MOBILE, "constructed_carrier_mobile")
+    run = await run_station(TelnyxGatekeepStation, {"phone": MOBILE},
+                            settings={k: v for k, v in settings.items() if k != "allow_hosts"}, plugins=[plugin])
+    assert (run.record.status, run.record.error_category) == ("failed", "auth")
+    assert "allow_hosts" in (run.record.error or "") and telnyx.log == []
+    no_leak(run.result)
+
+
+async def test_a_huge_or_gzip_bomb_answer_is_a_reasoned_failure(telnyx: HTTPServer,
+                                                                settings: dict[str, Any]) -> None:
+    import gzip
+    bomb = gzip.compress(b" " * (20 * 1024 * 1024))
+    telnyx.expect_request(path(MOBILE)).respond_with_data(bomb, headers={"Content-Encoding": "gzip"},
+                                                          content_type="application/json")
+    run = await run_station(TelnyxGatekeepStation, {"phone": MOBILE},
+                            settings=settings | {"max_response_bytes": 1024 * 1024}, plugins=[plugin])
+    assert (run.record.status, run.record.error_category, run.record.attempts) == ("failed", "permanent", 1)
+    assert "1,048,576-byte cap" in (run.record.error or "") and run.result.total_cost == 0

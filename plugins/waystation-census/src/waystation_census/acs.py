@@ -10,7 +10,10 @@ request per lead). Answers are cached per ZIP code for the life of the station, 
 asks for each ZIP code once.
 
 The API takes its key only as the ``key`` query parameter: the URL is therefore never put in an
-error message, and a filter on the ``httpx`` logger masks the key in its request log lines.
+error message, and the core masks the key in every log line. HTTP goes through
+:mod:`waystation.http`: the key is attached only over https to ``api.census.gov`` (or a host the
+route allows with ``allow_hosts``), answers are read capped (``max_response_bytes``), and the
+client is the process-wide pooled one of the census stations.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-from waystation import AuthError, PermanentError, ServerError, ThrottledError, TransientError, VendorTimeout
+from waystation import AuthError, PermanentError, ServerError
+from waystation.http import BadResponse, Credentials, VendorClient, VendorResponse
 
 from waystation_census import __version__
 from waystation_census.stations import CensusSettings, clean_number
@@ -79,38 +82,37 @@ def figures_from_row(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _looks_html(response: httpx.Response) -> bool:
-    ctype = response.headers.get("content-type", "").lower()
-    return "html" in ctype or response.text.lstrip()[:1] == "<"
+#: The hosts the Census key may be sent to (https only).
+VENDOR_HOSTS = ("api.census.gov",)
 
 
-def parse_response(response: httpx.Response) -> dict[str, dict[str, Any]]:
+def _looks_html(response: VendorResponse) -> bool:
+    return "html" in response.content_type or response.text().lstrip()[:1] == "<"
+
+
+def parse_response(response: VendorResponse) -> dict[str, dict[str, Any]]:
     """The rows of a Census API answer by ZCTA, or the step error the answer means."""
-    status = response.status_code
+    status = response.status
     if "x-datawebapi-keyerror" in response.headers:
         raise AuthError("the Census API refused the key (X-DataWebAPI-KeyError): check CENSUS_API_KEY")
     if 300 <= status < 400:
         raise AuthError(f"the Census API redirected ({status}) to its 'missing key' page: set CENSUS_API_KEY")
     if status in (401, 403):
         raise AuthError(f"the Census API refused the request ({status}): check CENSUS_API_KEY")
-    if status == 429:
-        raise ThrottledError("the Census API answered 429 Too Many Requests",
-                             retry_after=_retry_after(response.headers.get("retry-after")))
-    if status >= 500:
-        raise ServerError(f"the Census API answered {status}", status=status)
     if status == 204:
         return {}
-    if status >= 400:
-        text = " ".join(response.text.split())[:300]
+    if status in (400, 422):
+        text = " ".join(response.text().split())[:300]
         raise PermanentError(f"the Census API refused the query ({status}): {text}")
+    response.raise_for_status(auth_hint="check CENSUS_API_KEY")
     if _looks_html(response):
-        body = response.text.lower()
+        body = response.text().lower()
         if "invalid key" in body or "missing key" in body or "key_signup" in body:
             raise AuthError("the Census API answered its key error page: check CENSUS_API_KEY")
         raise ServerError("the Census API answered an HTML page instead of JSON", status=status)
     try:
         data = response.json()
-    except ValueError:
+    except BadResponse:
         raise ServerError("the Census API answered something that is not JSON", status=status) from None
     if (not isinstance(data, list) or not data or not isinstance(data[0], list)
             or GEO not in data[0] or not all(isinstance(r, list) and len(r) == len(data[0]) for r in data)):
@@ -121,13 +123,6 @@ def parse_response(response: httpx.Response) -> dict[str, dict[str, Any]]:
         row = dict(zip(header, values, strict=True))
         rows[str(row[GEO])] = row
     return rows
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
 
 
 @dataclass(eq=False)
@@ -148,8 +143,12 @@ class AcsSource:
         self.variables = tuple(variables)
         self.label = f"ACS {settings.year} 5-year (Census Data API)"
         self.url = f"{settings.base_url}/{settings.year}/{settings.dataset.strip('/')}"
-        self.client = httpx.AsyncClient(
-            timeout=settings.request_timeout, follow_redirects=False,
+        key = settings.census_api_key
+        self.client = VendorClient(
+            "CensusACS", settings.base_url, vendor="the Census API", hosts=VENDOR_HOSTS,
+            credentials=Credentials(params={"key": key}) if key is not None and key.get_secret_value() else None,
+            allow_hosts=settings.allow_hosts, max_bytes=settings.max_response_bytes,
+            timeout=settings.request_timeout, max_connections=settings.max_connections,
             headers={"User-Agent": f"waystation-census/{__version__}", "Accept": "application/json"})
         self.cache: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
         self.requests = 0
@@ -160,18 +159,9 @@ class AcsSource:
 
     async def fetch(self, zctas: list[str]) -> dict[str, dict[str, Any]]:
         """One API request for ``zctas``: their figures by ZCTA (absent: no data)."""
-        key = self.settings.census_api_key
         params = {"get": ",".join(("NAME", *self.variables)), "for": f"{GEO}:{','.join(zctas)}"}
-        if key is not None:
-            params["key"] = key.get_secret_value()
         self.requests += 1
-        try:
-            response = await self.client.get(self.url, params=params)
-        except httpx.TimeoutException:
-            raise VendorTimeout(
-                f"the Census API did not answer within {self.settings.request_timeout:g}s") from None
-        except httpx.TransportError as exc:
-            raise TransientError(f"cannot reach the Census API ({type(exc).__name__})") from None
+        response = await self.client.get(self.url, params=params)
         rows = parse_response(response)
         return {z: figures_from_row(r) for z, r in rows.items()}
 
@@ -274,3 +264,7 @@ class AcsSource:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self.client.aclose()
+
+    async def open(self) -> None:
+        """Take the process-wide pooled client."""
+        await self.client.open()

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal, Protocol
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 from waystation import BreakerPolicy, Outcome, RetryPolicy, Station, StationSettings, StepContext
+from waystation.http import VendorSettings
 
 #: ACS annotation values (``-666666666`` and the like) are at or below this: the value is missing.
 SENTINEL_LIMIT = -111111111
@@ -26,7 +27,7 @@ HOME_VALUE_TOP = 2000001
 HOME_VALUE_BOTTOM = 9999
 
 
-class CensusSettings(StationSettings):
+class CensusSettings(VendorSettings):
     """Settings of the census stations (env prefix ``WAYSTATION_CENSUS_``; key ``CENSUS_API_KEY``)."""
 
     model_config = SettingsConfigDict(env_prefix="WAYSTATION_CENSUS_", extra="forbid", frozen=True,
@@ -114,6 +115,7 @@ class _CensusStation(Station):
     requires = ("zipcode",)
     cost = 0.0
     paid = False
+    vendor_hosts: ClassVar[tuple[str, ...]] = ("api.census.gov",)
     timeout = 30.0
     retry = RetryPolicy(max_attempts=3)
     breaker = BreakerPolicy(failure_threshold=5, reset_after=60.0)
@@ -135,7 +137,9 @@ class _CensusStation(Station):
         if self.census.source == "acs":
             from waystation_census.acs import AcsSource
 
-            self.source = AcsSource(self.census, self.acs_variables())
+            source = AcsSource(self.census, self.acs_variables())
+            await source.open()
+            self.source = source
         else:
             from waystation_census.offline import OfflineSource
 

@@ -6,13 +6,15 @@ lookup timed out) and ``iscell``; ``RESPONSECODE`` is ``OK`` or an error code, `
 (empty) object. More than about 10 calls per second is answered with HTTP 403. The token travels
 in the query string (the vendor's design): it is never put in an error message or a log line.
 
-httpx is imported in :meth:`RealValidationDNCStation.open`, never at plugin import.
+HTTP goes through :mod:`waystation.http` (imported when the station opens): the token is attached
+only over https to ``api.realvalidation.com`` (or a host the route allows with ``allow_hosts``),
+answers are read capped, statuses other than the vendor's own 403 are mapped by the core.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -24,25 +26,24 @@ from waystation import (
     QuotaExhaustedError,
     RateLimit,
     RetryPolicy,
-    ServerError,
     Station,
     StationSettings,
     StepContext,
     ThrottledError,
     TransientError,
-    VendorTimeout,
 )
+from waystation.http import VendorSettings, error_for_status
 
 from waystation_dnc.lists import OnListed
 
 if TYPE_CHECKING:
-    import httpx
+    from waystation.http import VendorClient
 
 #: Response flag → the name reported in ``dnc_lists``.
 FLAGS = {"national_dnc": "federal", "state_dnc": "state", "dma": "dma", "litigator": "litigator"}
 
 
-class RealValidationSettings(StationSettings):
+class RealValidationSettings(VendorSettings):
     """Settings of :class:`RealValidationDNCStation`.
 
     The token comes from ``REALVALIDATION_TOKEN`` (or ``token:`` in the route, not recommended);
@@ -64,6 +65,10 @@ class RealValidationSettings(StationSettings):
     http_timeout: float = Field(default=10.0, gt=0, description="Seconds per HTTP request.")
 
 
+#: The hosts the RealValidation token may be sent to (https only).
+VENDOR_HOSTS = ("api.realvalidation.com",)
+
+
 class RealValidationDNCStation(Station):
     """Scrub a phone number with RealValidation's DNC Lookup API (federal, state, DMA, litigator).
 
@@ -79,6 +84,8 @@ class RealValidationDNCStation(Station):
     provides = {"dnc_listed": bool, "dnc_lists": list[str]}
     cost = 0.0
     paid = True
+    gate = True
+    vendor_hosts: ClassVar[tuple[str, ...]] = VENDOR_HOSTS
     timeout = 30.0
     retry = RetryPolicy(max_attempts=3, base_delay=0.5)
     breaker = BreakerPolicy(failure_threshold=5, reset_after=60.0)
@@ -87,7 +94,7 @@ class RealValidationDNCStation(Station):
 
     def __init__(self, settings: StationSettings | None = None) -> None:
         super().__init__(settings)
-        self._client: httpx.AsyncClient | None = None
+        self._http: VendorClient | None = None
 
     @classmethod
     def declared_cost(cls, settings: StationSettings) -> float:
@@ -102,24 +109,26 @@ class RealValidationDNCStation(Station):
         return self.settings
 
     async def open(self) -> None:
-        """Create the HTTP client."""
-        import httpx
+        """Take the process-wide pooled client."""
+        from waystation.http import Credentials, VendorClient
 
-        if self._client is None:
-            self._client = httpx.AsyncClient(base_url=self.config.base_url.rstrip("/") + "/",
-                                             timeout=self.config.http_timeout,
-                                             headers={"User-Agent": "waystation-dnc"})
+        cfg = self.config
+        if self._http is None:
+            self._http = VendorClient(
+                self.name, cfg.base_url, vendor="RealValidation", hosts=self.vendor_hosts,
+                credentials=Credentials(params={"token": cfg.token}), allow_hosts=cfg.allow_hosts,
+                max_bytes=cfg.max_response_bytes, timeout=cfg.http_timeout, max_connections=cfg.max_connections,
+                headers={"User-Agent": "waystation-dnc"})
+            await self._http.open()
 
     async def close(self) -> None:
-        """Close the HTTP client."""
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
+        """Give the shared client back."""
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
 
     async def process(self, ctx: StepContext) -> Outcome:
         """One lookup for the lead's phone."""
-        import httpx
-
         from waystation_dnc.lists import scrub_target
 
         cfg = self.config
@@ -128,26 +137,20 @@ class RealValidationDNCStation(Station):
         number = scrub_target(ctx.data)
         if isinstance(number, str):
             return Outcome(misses={"dnc_listed": number})
-        if self._client is None:
+        if self._http is None:
             await self.open()
-        assert self._client is not None
-        params = {"phone": str(number), "token": cfg.token.get_secret_value(), "output": "json"}
-        try:
-            resp = await self._client.get("DNCLookup.php", params=params)
-        except httpx.TimeoutException:
-            raise VendorTimeout("RealValidation did not answer in time") from None
-        except httpx.TransportError as exc:
-            raise TransientError(f"cannot reach RealValidation: {type(exc).__name__}") from None
-        return self._outcome(resp.status_code, resp.text, number)
+        assert self._http is not None
+        self._http.check_credentials()
+        resp = await self._http.get("DNCLookup.php", params={"phone": str(number), "output": "json"})
+        return self._outcome(resp.status, resp.text(), number)
 
     def _outcome(self, status: int, text: str, number: int) -> Outcome:
         cfg = self.config
         if status == 403:
             raise ThrottledError("RealValidation answered 403 (more than 10 calls per second)")
-        if status >= 500:
-            raise ServerError(f"RealValidation answered HTTP {status}", status=status)
-        if status != 200:
-            raise PermanentError(f"RealValidation answered HTTP {status}")
+        err = error_for_status(status, {}, vendor="RealValidation", auth_hint="check REALVALIDATION_TOKEN")
+        if err is not None:
+            raise err
         try:
             body: Any = json.loads(text)
         except ValueError:

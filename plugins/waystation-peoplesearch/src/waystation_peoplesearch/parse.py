@@ -4,14 +4,18 @@ Pure functions over HTML text (selectolax's Lexbor parser, imported here, so thi
 imported when the station really runs). The structure relied on:
 
 - results page: cards ``.card-summary[data-detail-link]``, each with a ``.content-header`` (the
-  name) and ``.content-value`` spans after labels ("Age", "Lives in", "Used to live in");
+  name) and ``.content-value`` spans after labels ("Age", "Lives in", "Used to live in"). The
+  label may be a span, plain text before the value ("Age: <span>45</span>"), inside the value
+  ("<span class=content-value>Age 45</span>"), or missing (a lone "45"; "Age 45" anywhere in the
+  card); places may be "Denver, CO" or "Denver CO", several separated by ";" or ",";
 - detail page: ``#personDetails[data-fn][data-ln][data-age][data-city][data-state]``; phones
   ``a[data-link-to-more="phone"] span`` with the line type in a sibling ``span.smaller``
   (Wireless / Landline / Voip) and lines "Possible Primary Phone" / "Last reported Mon YYYY" in the
   same block (and the carrier, when shown); the current address as
   ``a[data-link-to-more="address"]`` with schema.org ``itemprop`` spans (``streetAddress``,
-  ``addressLocality``, ``addressRegion``, ``postalCode``), read as one line
-  ``"123 Main St, Denver, CO 80201"`` (the form SkipTracingStation gives);
+  ``addressLocality``, ``addressRegion``, ``postalCode``) or as plain text lines
+  (``123 Main St<br>Denver, CO 80201``), read as one line ``"123 Main St, Denver, CO 80201"`` (the
+  form SkipTracingStation gives);
 - block pages: "Access Denied", captcha widgets or a captcha URL.
 """
 
@@ -27,6 +31,13 @@ _MONTHS = {m: i for i, m in enumerate(
     ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1)}
 _LAST_REPORTED = re.compile(r"last\s+reported\s+([A-Za-z]{3})[a-z]*\.?\s+(\d{4})", re.I)
 _CITY_STATE = re.compile(r"^\s*(.+?),\s*([A-Za-z]{2})\b")
+#: "Aurora CO" / "Aurora, CO" / "Colorado Springs CO 80903": a place in a list of places.
+_PLACE = re.compile(r"([A-Za-z][A-Za-z .'-]*?)\s*,?\s+([A-Z]{2})\b(?:\s+\d{5}(?:-\d{4})?)?")
+_AGE_TEXT = re.compile(r"\bage\s*:?\s*(\d{1,3})\b", re.I)
+_CITY_LINE = re.compile(r"^\s*(.+?),?\s+([A-Za-z]{2})(?:\s+(\d{5}(?:-\d{4})?))?\s*$")
+#: Bounds on the work a page can cause (a page may list thousands of cards or phones).
+MAX_CARDS = 100
+MAX_PHONES = 50
 _NO_RESULTS = re.compile(r"could not find any records|no (?:records|results) (?:were )?found", re.I)
 _BLOCK_TITLES = re.compile(r"access denied|attention required|just a moment|are you a (?:human|robot)|"
                            r"captcha|blocked", re.I)
@@ -141,9 +152,21 @@ def blocked_reason(html: str, url_path: str = "") -> str | None:
 
 def _split_location(value: str) -> tuple[str, str] | None:
     m = _CITY_STATE.match(value)
-    if not m:
-        return None
-    return m.group(1).strip(), m.group(2).upper()
+    if m:
+        return m.group(1).strip(), m.group(2).upper()
+    places = _places(value)
+    return places[0] if len(places) == 1 else None
+
+
+def _places(value: str) -> list[tuple[str, str]]:
+    """Every "City, ST" / "City ST" in a list of places ("Aurora CO, Boulder CO"; "Denver, CO; Pueblo, CO")."""
+    out: list[tuple[str, str]] = []
+    for part in value.split(";"):
+        for m in _PLACE.finditer(part):
+            city = m.group(1).strip(" ,")
+            if city:
+                out.append((city, m.group(2).upper()))
+    return out
 
 
 def _label_of(value_node: LexborNode) -> str:
@@ -171,6 +194,8 @@ def parse_results(html: str) -> list[Card]:
     tree = LexborHTMLParser(html)
     cards: list[Card] = []
     for node in tree.css(".card-summary[data-detail-link]"):
+        if len(cards) >= MAX_CARDS:
+            break
         link = (node.attributes.get("data-detail-link") or "").strip()
         name = _text(node.css_first(".content-header"))
         if not link or not name:
@@ -181,15 +206,28 @@ def parse_results(html: str) -> list[Card]:
         for value_node in node.css(".content-value"):
             value = _text(value_node)
             label = _label_of(value_node)
-            if "age" in label or (not label and re.fullmatch(r"\d{1,3}", value)):
+            inline = _AGE_TEXT.match(value)
+            if inline and age is None:           # the label inside the value: "Age 45"
+                age = int(inline.group(1))
+            elif "age" in label or (not label and re.fullmatch(r"\d{1,3}", value)):
                 age = _int(value) if age is None else age
-            elif "used to live" in label or "previous" in label:
-                past.extend(loc for part in value.split(";") if (loc := _split_location(part)))
+            elif "used to live" in label or "previous" in label or value.lower().startswith("used to live"):
+                past.extend(_places(re.sub(r"(?i)^used to live in:?", "", value)))
             elif "lives in" in label or "current" in label or (not label and _split_location(value)):
-                loc = _split_location(value)
+                loc = _split_location(re.sub(r"(?i)^lives in:?", "", value))
                 if loc and city is None:
                     city, state = loc
-        cards.append(Card(link, name, age, city, state, tuple(past)))
+        if age is None or (city is None and not past):
+            whole = _text(node)
+            if age is None and (m := _AGE_TEXT.search(whole)):
+                age = int(m.group(1))
+            if not past and (m2 := re.search(r"(?i)used to live in:?\s*(.+?)(?:related to|$)", whole)):
+                past.extend(_places(m2.group(1)))
+            if city is None and (m3 := re.search(r"(?i)lives in:?\s*(.+?)(?:used to live|related to|$)", whole)):
+                first = _places(m3.group(1))
+                if first:
+                    city, state = first[0]
+        cards.append(Card(link, name, age, city, state, tuple(past[:20])))
     if not cards:
         body = _text(tree.body) if tree.body is not None else ""
         if not _NO_RESULTS.search(body):
@@ -208,7 +246,7 @@ def _phone_block(anchor: LexborNode) -> LexborNode:
     return anchor
 
 
-def parse_detail(html: str) -> Detail | None:
+def parse_detail(html: str, max_phones: int = MAX_PHONES) -> Detail | None:
     """The person on a detail page, or ``None`` when the page has no ``#personDetails``."""
     tree = LexborHTMLParser(html)
     root = tree.css_first("#personDetails")
@@ -226,6 +264,8 @@ def parse_detail(html: str) -> Detail | None:
     if addr is not None:
         street, locality, region, postal = (_text(addr.css_first(f'[itemprop="{prop}"]')) for prop in
                                             ("streetAddress", "addressLocality", "addressRegion", "postalCode"))
+        if not (street or locality or region or postal):
+            street, locality, region, postal = _plain_address(addr)
     if not (street or locality or region or postal):
         locality, region = city or "", state or ""
     tail = " ".join(p for p in (region.upper(), postal) if p)
@@ -233,18 +273,38 @@ def parse_detail(html: str) -> Detail | None:
 
     phones: list[Phone] = []
     seen: set[str] = set()
+    blocks: dict[int, tuple[str, str | None, str | None]] = {}  # per block: text, kind, provider
     for anchor in tree.css('a[data-link-to-more="phone"]'):
+        if len(phones) >= max_phones:
+            break  # bounded work and a bounded field, however many phones the page lists
         span = anchor.css_first("span")
         number = to_e164(_text(span) if span is not None else _text(anchor))
         if number is None or number in seen:
             continue
         seen.add(number)
         block = _phone_block(anchor)
-        kind_node = block.css_first("span.smaller")
-        kind = _PHONE_TYPES.get(_text(kind_node).lower()) if kind_node is not None else None
-        block_text = _text(block)
-        provider = next((t for n in block.css("span.dt-sb") if (t := _text(n))
-                         and "primary" not in t.lower() and last_reported(t) is None), None)
+        key = block.mem_id  # phones sharing one container read its text once, not once each
+        if key not in blocks:
+            kind_node = block.css_first("span.smaller")
+            kind = _PHONE_TYPES.get(_text(kind_node).lower()) if kind_node is not None else None
+            provider = next((t for n in block.css("span.dt-sb") if (t := _text(n))
+                             and "primary" not in t.lower() and last_reported(t) is None), None)
+            blocks[key] = (_text(block), kind, provider)
+        block_text, kind, provider = blocks[key]
         phones.append(Phone(number, kind, last_reported(block_text),
                             "possible primary phone" in block_text.lower(), provider))
     return Detail(first, last, age, city, state, address, phones)
+
+
+def _plain_address(addr: LexborNode) -> tuple[str, str, str, str]:
+    """An address written as text lines (``123 Main St<br>Denver, CO 80201``): street, city,
+    state, ZIP (empty strings for what is not there)."""
+    lines = [" ".join(line.split()) for line in (addr.text(separator="\n") or "").split("\n")]
+    lines = [line for line in lines if line]
+    if not lines:
+        return "", "", "", ""
+    m = _CITY_LINE.match(lines[-1])
+    if m is None:
+        return ", ".join(lines), "", "", ""
+    street = ", ".join(lines[:-1])
+    return street, m.group(1).strip(" ,"), m.group(2).upper(), m.group(3) or ""

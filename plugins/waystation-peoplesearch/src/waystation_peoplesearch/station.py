@@ -5,7 +5,12 @@ under the FCRA and its terms restrict automated use, so the decision is the user
 polite: one request at a time, paced (``request_interval``, and a robots.txt ``Crawl-delay`` when
 larger), a User-Agent naming waystation and the user's contact, and robots.txt honoured.
 
-httpx and selectolax are imported only when the station opens / runs.
+HTTP goes through :mod:`waystation.http` and selectolax parses the pages; both are imported only
+when the station opens / runs. Pages are read capped (``max_response_bytes``), redirects are
+followed on the same host only, pages are parsed in a worker thread (``asyncio.to_thread``) with
+bounded work (at most ``max_phones`` phones and 100 cards a page). robots.txt follows RFC 9309: a
+4xx answer means no rules (everything allowed), a 5xx or an unreachable site means everything is
+disallowed (the lead is a reasoned miss; robots.txt is asked again after ``robots_retry_after``).
 """
 
 from __future__ import annotations
@@ -26,17 +31,15 @@ from waystation import (
     PermanentError,
     RateLimit,
     RetryPolicy,
-    ServerError,
     Station,
     StationSettings,
     StepContext,
-    ThrottledError,
-    TransientError,
-    VendorTimeout,
+    StepError,
 )
+from waystation.http import VendorSettings
 
 if TYPE_CHECKING:
-    import httpx
+    from waystation.http import VendorClient
 
     from waystation_peoplesearch.parse import Detail, Phone
 
@@ -51,7 +54,7 @@ PROVIDED = ("phone", "phones", "age", "current_address")
 _TYPE_RANK = {"wireless": 0, "voip": 1, "landline": 2}
 
 
-class PeopleSearchSettings(StationSettings):
+class PeopleSearchSettings(VendorSettings):
     """Settings of :class:`TruePeopleSearchStation` (route ``settings:`` or ``WAYSTATION_PEOPLESEARCH_*``).
 
     - ``enabled_by_user``: the user's opt-in; while false the station makes no request at all.
@@ -67,6 +70,10 @@ class PeopleSearchSettings(StationSettings):
     - ``block_cooldown``: after a captcha / "Access Denied" page, seconds during which the station
       sends no request at all (each call fails ``blocked`` at once). The core's breaker also opens
       at the first block page; the cooldown still holds when the breaker is off or reset by hand.
+    - ``max_phones``: phones read from a detail page (the rest are ignored: bounded work and field).
+    - ``robots_retry_after``: after robots.txt answered 5xx (everything disallowed, RFC 9309),
+      seconds before it is asked again.
+    - ``max_response_bytes``: cap on a page (default 5 MiB); a larger page is a permanent failure.
     """
 
     model_config = SettingsConfigDict(env_prefix="WAYSTATION_PEOPLESEARCH_", extra="forbid", frozen=True,
@@ -82,6 +89,8 @@ class PeopleSearchSettings(StationSettings):
     request_interval: float = Field(default=2.0, ge=0)
     request_timeout: float = Field(default=20.0, gt=0)
     block_cooldown: float = Field(default=900.0, ge=0)
+    max_phones: int = Field(default=50, ge=1, le=500)
+    robots_retry_after: float = Field(default=300.0, ge=0)
 
     @field_validator("base_url")
     @classmethod
@@ -150,8 +159,9 @@ class TruePeopleSearchStation(Station):
 
     def __init__(self, settings: StationSettings | None = None) -> None:
         super().__init__(settings)
-        self._client: httpx.AsyncClient | None = None
+        self._http: VendorClient | None = None
         self._robots: RobotFileParser | None = None
+        self._robots_down: tuple[float, str] | None = None  # (monotonic time, why) robots.txt was unreachable
         self._robots_lock = asyncio.Lock()
         self._pace_lock = asyncio.Lock()
         self._last_request = float("-inf")
@@ -164,21 +174,22 @@ class TruePeopleSearchStation(Station):
         return cast(PeopleSearchSettings, self.settings)
 
     async def open(self) -> None:
-        """Create the HTTP client (no request is made here)."""
-        import httpx
+        """Take the process-wide client (no request is made here)."""
+        from waystation.http import VendorClient
 
-        self._client = httpx.AsyncClient(
-            timeout=self.cfg.request_timeout,
-            follow_redirects=True,
-            headers={"User-Agent": self.cfg.agent(), "Accept": "text/html,application/xhtml+xml",
-                     "Accept-Language": "en-US,en;q=0.8"},
-        )
+        cfg = self.cfg
+        self._http = VendorClient(
+            self.name, cfg.base_url, vendor="TruePeopleSearch", max_bytes=cfg.max_response_bytes,
+            timeout=cfg.request_timeout, max_connections=cfg.max_connections, follow_redirects=True,
+            headers={"User-Agent": cfg.agent(), "Accept": "text/html,application/xhtml+xml",
+                     "Accept-Language": "en-US,en;q=0.8"})
+        await self._http.open()
 
     async def close(self) -> None:
-        """Close the HTTP client."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        """Give the shared client back."""
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
 
     # -- HTTP ---------------------------------------------------------------------------------
 
@@ -192,13 +203,11 @@ class TruePeopleSearchStation(Station):
 
     async def _get(self, path_and_query: str, what: str) -> str | None:
         """GET a page of the site; its text, or ``None`` on 404. Raises the step errors."""
-        import httpx
-
         from waystation_peoplesearch.parse import blocked_reason
 
-        if self._client is None:
+        if self._http is None:
             await self.open()
-        assert self._client is not None
+        assert self._http is not None
         if self._blocked is not None:
             since = time.monotonic() - self._blocked[0]
             if since < self.cfg.block_cooldown:
@@ -206,51 +215,70 @@ class TruePeopleSearchStation(Station):
                                    f"no request for {self.cfg.block_cooldown:g} s (block_cooldown)")
             self._blocked = None
         await self._pace()
-        try:
-            response = await self._client.get(self.cfg.base_url + path_and_query)
-        except httpx.TimeoutException:
-            raise VendorTimeout(f"TruePeopleSearch {what} timed out") from None
-        except httpx.TransportError as exc:
-            raise TransientError(f"TruePeopleSearch {what}: {type(exc).__name__}") from None
-        status = response.status_code
-        ctype = response.headers.get("content-type", "")
-        text = response.text if ("html" in ctype or "text" in ctype or not ctype) else ""
-        blocked = blocked_reason(text, response.url.path) if text else None
+        response = await self._http.get(self.cfg.base_url + path_and_query)
+        status = response.status
+        ctype = response.content_type
+        text = response.text() if ("html" in ctype or "text" in ctype or not ctype) else ""
+        blocked = await asyncio.to_thread(blocked_reason, text, urlsplit(response.url).path) if text else None
         if blocked is None and status in (401, 403):
             blocked = f"HTTP {status}"
         if blocked:
             self._blocked = (time.monotonic(), blocked)
             raise BlockedError(f"TruePeopleSearch refused the {what} request ({blocked}); not retried: "
                                "lower the rate limit or stop using this station")
-        if status == 429:
-            raise ThrottledError(f"TruePeopleSearch {what}: 429 Too Many Requests",
-                                 retry_after=_retry_after(response.headers.get("retry-after")))
         if status == 404:
             return None
-        if status >= 500:
-            raise ServerError(f"TruePeopleSearch {what}: HTTP {status}", status=status)
-        if status >= 400:
-            raise PermanentError(f"TruePeopleSearch {what}: HTTP {status}")
-        return response.text
+        err = response.error(detail=what)
+        if err is not None:
+            raise err
+        return text or response.text()
 
     async def _disallowed(self, path: str) -> str | None:
         """Why robots.txt forbids ``path`` (``None``: allowed, or robots are not respected)."""
         if not self.cfg.respect_robots:
             return None
         async with self._robots_lock:
-            if self._robots is None:
+            if self._robots_down is not None and \
+                    time.monotonic() - self._robots_down[0] >= self.cfg.robots_retry_after:
+                self._robots_down, self._robots = None, None
+            if self._robots is None and self._robots_down is None:
                 self._robots = await self._fetch_robots()
+        where = urlsplit(self.cfg.base_url).netloc
+        if self._robots_down is not None:
+            return (f"robots.txt of {where} is unreachable ({self._robots_down[1]}): RFC 9309 says every path "
+                    f"is disallowed; asked again after {self.cfg.robots_retry_after:g} s")
+        assert self._robots is not None
         token = self.cfg.robots_token()
         # robots.txt rules are relative to the site root: match the path under base_url
         if self._robots.can_fetch(token, path):
             return None
-        return f"robots.txt of {urlsplit(self.cfg.base_url).netloc} disallows {path.split('?')[0]} for {token}"
+        return f"robots.txt of {where} disallows {path.split('?')[0]} for {token}"
 
-    async def _fetch_robots(self) -> RobotFileParser:
+    async def _fetch_robots(self) -> RobotFileParser | None:
+        """robots.txt by RFC 9309: 2xx its rules; 4xx no rules (allow all); 5xx or a network
+        failure: unreachable (disallow all, remembered in ``_robots_down``)."""
+        from waystation.http import ResponseTooLarge
+
+        if self._http is None:
+            await self.open()
+        assert self._http is not None
         rp = RobotFileParser()
-        text = await self._get("/robots.txt", "robots.txt")  # 5xx raises: retried, nothing else fetched
-        # RFC 9309: a missing robots.txt (404) means everything is allowed.
-        rp.parse((text or "").splitlines())
+        await self._pace()
+        try:
+            response = await self._http.get(self.cfg.base_url + "/robots.txt")
+        except ResponseTooLarge:
+            rp.parse([])  # RFC 9309: at least 500 KiB must be parsed; a larger file is not ours to read
+            return rp
+        except StepError as exc:  # timeouts, connection failures, a redirect off the site
+            self._robots_down = (time.monotonic(), type(exc).__name__)
+            return None
+        if response.status >= 500:
+            self._robots_down = (time.monotonic(), f"HTTP {response.status}")
+            return None
+        if 400 <= response.status < 500:
+            rp.parse([])  # "unavailable": no rules, everything allowed
+            return rp
+        rp.parse(response.text().splitlines())
         delay = rp.crawl_delay(self.cfg.robots_token())
         if delay is not None:
             self._crawl_delay = float(delay)
@@ -283,7 +311,7 @@ class TruePeopleSearchStation(Station):
         if html is None:
             return miss("results page not found (HTTP 404)")
         try:
-            cards = parse_results(html)
+            cards = await asyncio.to_thread(parse_results, html)
         except LayoutError as exc:
             raise PermanentError(f"TruePeopleSearch results page: {exc}") from None
         if not cards:
@@ -308,7 +336,7 @@ class TruePeopleSearchStation(Station):
         if html is None:
             return miss(f"detail page {link.path} not found (HTTP 404)")
         try:
-            detail = parse_detail(html)
+            detail = await asyncio.to_thread(parse_detail, html, cfg.max_phones)
         except LayoutError as exc:  # pragma: no cover - parse_detail returns None instead
             raise PermanentError(str(exc)) from None
         if detail is None:
@@ -336,12 +364,3 @@ class TruePeopleSearchStation(Station):
 
 def _parts(parts: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.2f}" for k, v in parts.items())
-
-
-def _retry_after(raw: str | None) -> float | None:
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return None

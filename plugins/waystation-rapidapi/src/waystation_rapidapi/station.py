@@ -12,30 +12,33 @@ the station (``details_attempts``), never re-running the search. When the engine
 step after a transient error (a 5xx on the details call, say), the candidate already found for
 the lead is reused, so a search is not bought twice.
 
-httpx is imported in :meth:`SkipTracingStation.open`, never at plugin import.
+Two candidates that score within ``tie_margin`` of each other (different people) are ambiguous:
+a reasoned miss, and no details are bought. A search by phone or e-mail only writes the record
+onto the lead when the record really carries that phone or e-mail.
+
+HTTP goes through :mod:`waystation.http` (imported when the station opens): the process-wide
+pooled client, capped bodies, the key only in ``X-RapidAPI-Key`` over https to the RapidAPI host
+(or a host the route allows with ``allow_hosts``), statuses mapped to the core's errors (a 429
+carries the gateway's ``x-ratelimit-requests-reset`` wait).
 """
 
 from __future__ import annotations
 
 import collections
 import datetime as dt
-import email.utils
 import logging
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 from waystation import (
     AuthError,
     BreakerPolicy,
     Outcome,
-    PermanentError,
-    QuotaExhaustedError,
     RateLimit,
     RetryPolicy,
     ServerError,
@@ -43,15 +46,13 @@ from waystation import (
     StationSettings,
     StepContext,
     StepError,
-    ThrottledError,
-    TransientError,
-    VendorTimeout,
 )
+from waystation.http import VendorSettings
 
 from waystation_rapidapi.models import Candidate, DetailsResponse, PhoneDetail, SearchResponse
 
 if TYPE_CHECKING:
-    import httpx
+    from waystation.http import VendorClient, VendorResponse
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -70,7 +71,7 @@ _MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun",
 _TYPE_RANK = {"wireless": 0, "voip": 1, "landline": 2}
 
 
-class SkipTracingSettings(StationSettings):
+class SkipTracingSettings(VendorSettings):
     """Settings of :class:`SkipTracingStation` (route ``settings:`` or the environment).
 
     The key comes from ``RAPIDAPI_KEY`` (or ``api_key:`` in the route, not recommended); every
@@ -93,6 +94,12 @@ class SkipTracingSettings(StationSettings):
                                    "'peo_id Not Valid' ones (raise the step's cost: to match).")
     min_match_score: float = Field(default=0.6, ge=0, le=1,
                                    description="The best candidate must score at least this.")
+    tie_margin: float = Field(default=0.05, ge=0, le=1,
+                              description="A second person scoring within this of the best makes the search "
+                                          "ambiguous: a reasoned miss, no details bought.")
+    max_candidates: int = Field(default=50, ge=1, le=1000,
+                                description="Candidates of a search that are scored (the rest are ignored).")
+    max_phones: int = Field(default=50, ge=1, le=1000, description="Phones of a record that are kept.")
     details_attempts: int = Field(default=4, ge=1, le=10,
                                   description="Calls of detailsbyID while it answers 'peo_id Not Valid'.")
     details_retry_delay: float = Field(default=0.5, ge=0, description="First wait between those calls (s).")
@@ -305,22 +312,6 @@ def _address(details: DetailsResponse) -> str | None:
     return None
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    for name in ("x-ratelimit-reset", "retry-after"):
-        raw = headers.get(name)
-        if raw is None:
-            continue
-        try:
-            value = float(raw)
-        except ValueError:
-            parsed = email.utils.parsedate_to_datetime(raw) if name == "retry-after" else None
-            if parsed is not None:
-                return max(0.0, parsed.timestamp() - time.time())
-            continue
-        return max(0.0, value - time.time()) if value > 1e9 else max(0.0, value)
-    return None
-
-
 class _NotValidYet(Exception):
     """detailsbyID answered "peo_id Not Valid" (retried inside the station)."""
 
@@ -360,6 +351,7 @@ class SkipTracingStation(Station):
     })
     cost = SEARCH_PRICE + DETAILS_PRICE
     paid = True
+    vendor_hosts: ClassVar[tuple[str, ...]] = (HOST,)
     timeout = 60.0
     retry = RetryPolicy(max_attempts=3, base_delay=0.5, max_delay=30.0)
     breaker = BreakerPolicy(failure_threshold=5, reset_after=60.0)
@@ -373,7 +365,7 @@ class SkipTracingStation(Station):
 
     def __init__(self, settings: SkipTracingSettings | None = None) -> None:
         super().__init__(settings)
-        self._client: httpx.AsyncClient | None = None
+        self._http: VendorClient | None = None
         self._progress: collections.OrderedDict[tuple[str | None, str, str], _Progress] = (
             collections.OrderedDict())
 
@@ -384,22 +376,22 @@ class SkipTracingStation(Station):
         return settings.search_price + settings.details_price
 
     async def open(self) -> None:
-        """Create the HTTP client (httpx is imported here, not at plugin import)."""
-        import httpx
+        """Take the process-wide client (waystation.http is imported here, not at plugin import)."""
+        from waystation.http import Credentials, VendorClient
 
         s = self.settings
-        headers = {"Accept": "application/json", "User-Agent": "waystation-rapidapi/0.1",
-                   "X-RapidAPI-Host": s.host}
-        if s.api_key is not None and s.api_key.get_secret_value():
-            headers["X-RapidAPI-Key"] = s.api_key.get_secret_value()
-        self._client = httpx.AsyncClient(base_url=s.base_url + "/", headers=headers,
-                                         timeout=httpx.Timeout(s.http_timeout), follow_redirects=False)
+        self._http = VendorClient(
+            self.name, s.base_url, vendor="RapidAPI", hosts=self.vendor_hosts, allow_hosts=s.allow_hosts,
+            credentials=Credentials(headers={"X-RapidAPI-Key": s.api_key}), max_bytes=s.max_response_bytes,
+            timeout=s.http_timeout, max_connections=s.max_connections,
+            headers={"Accept": "application/json", "User-Agent": "waystation-rapidapi/0.1", "X-RapidAPI-Host": s.host})
+        await self._http.open()
 
     async def close(self) -> None:
-        """Close the HTTP client."""
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        """Give the shared client back."""
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
 
     # -- reading the lead --------------------------------------------------------------------
 
@@ -442,82 +434,53 @@ class SkipTracingStation(Station):
         key = self.settings.api_key.get_secret_value() if self.settings.api_key is not None else ""
         return text.replace(key, "***") if key else text
 
-    async def _get(self, path: str, params: Mapping[str, str]) -> httpx.Response:
-        import httpx
+    async def _get(self, path: str, params: Mapping[str, str]) -> VendorResponse:
+        assert self._http is not None
+        return await self._http.get(path, params=dict(params))
 
-        assert self._client is not None
-        try:
-            return await self._client.get(path, params=dict(params))
-        except httpx.TimeoutException as exc:
-            raise VendorTimeout(f"RapidAPI did not answer in time on /{path} "
-                                f"({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            raise TransientError(f"RapidAPI connection failed on /{path} ({type(exc).__name__})") from None
-
-    def _message(self, resp: httpx.Response) -> str:
+    def _message(self, resp: VendorResponse) -> str:
         try:
             body = resp.json()
-        except ValueError:
+        except ServerError:
             body = None
         if isinstance(body, dict):
             msg = body.get("message") or body.get("error") or body.get("detail")
             if isinstance(msg, str):
                 return self._clean(msg)[:300]
-        return self._clean(resp.text.strip())[:200] or resp.reason_phrase
+        return self._clean(resp.text().strip())[:200] or resp.reason
 
-    def _raise_for(self, resp: httpx.Response, path: str) -> None:
-        """Map a non-200 answer (gateway or provider) to the core's errors."""
-        status = resp.status_code
+    def _raise_for(self, resp: VendorResponse, path: str) -> None:
+        """Map a non-200 answer (gateway or provider) to the core's errors (waystation.http)."""
         msg = self._message(resp)
-        where = f"RapidAPI answered HTTP {status} on /{path} ({msg})"
-        if status in (401, 403):
-            raise AuthError(f"{where}: check RAPIDAPI_KEY and the subscription to the API")
-        if status == 402:
-            raise QuotaExhaustedError(where)
-        if status == 429:
-            remaining = resp.headers.get("x-ratelimit-requests-remaining")
-            if "quota" in msg.lower() or (remaining is not None and remaining.strip() in ("0", "-0")):
-                raise QuotaExhaustedError(f"{where}: the plan's request quota is used up")
-            raise ThrottledError(where, retry_after=_retry_after(resp.headers))
-        if status == 408:
-            raise VendorTimeout(where)
-        if status >= 500:
-            raise ServerError(where, status=status)
-        raise PermanentError(where)
-
-    def _json(self, resp: httpx.Response, path: str) -> Any:
-        try:
-            return resp.json()
-        except ValueError:
-            raise ServerError(f"RapidAPI answered 200 on /{path} with a body that is not JSON",
-                              status=resp.status_code) from None
+        remaining = resp.headers.get("x-ratelimit-requests-remaining")
+        quota = resp.status == 429 and ("quota" in msg.lower() or (
+            remaining is not None and remaining.strip() in ("0", "-0")))
+        resp.raise_for_status(detail=f"on /{path}: {msg}",
+                              auth_hint="check RAPIDAPI_KEY and the subscription to the API", quota=quota)
 
     async def _search(self, endpoint: str, query: Mapping[str, str]) -> list[Candidate]:
         resp = await self._get(endpoint, query)
-        if resp.status_code != 200:
+        if resp.status != 200:
             self._raise_for(resp, endpoint)
-        parsed = self._parse(resp, endpoint, SearchResponse, "PeopleDetails shape")
-        return [c for c in parsed.people if c.person_id]
+        parsed = await self._parse(resp, SearchResponse)
+        return [c for c in parsed.people if c.person_id][: self.settings.max_candidates]
 
-    def _parse(self, resp: httpx.Response, path: str, model: type[M], what: str) -> M:
+    async def _parse(self, resp: VendorResponse, model: type[M]) -> M:
         """A 200 body as ``model``; anything else the vendor sent is a (retried) server error."""
-        body = self._json(resp, path)
-        if not isinstance(body, dict):
-            raise ServerError(f"RapidAPI answered /{path} with JSON that is not an object", status=200)
-        try:
-            return model.model_validate(body)
-        except ValidationError:
-            raise ServerError(f"RapidAPI answered /{path} with an unexpected {what}", status=200) from None
+        if not isinstance(resp.json(), dict):
+            raise ServerError(f"RapidAPI answered {resp.url.rsplit('/', 1)[-1]} with JSON that is not an object",
+                              status=200)
+        return await resp.parse(model)
 
     async def _details_once(self, peo_id: str) -> DetailsResponse:
         path = "search/detailsbyID"
         resp = await self._get(path, {"peo_id": peo_id})
-        if resp.status_code not in (200, 401, 402, 403, 429) and resp.status_code < 500 and _NOT_VALID.search(
-                resp.text):
+        if resp.status not in (200, 401, 402, 403, 429) and resp.status < 500 and _NOT_VALID.search(
+                resp.text()):
             raise _NotValidYet(self._message(resp))
-        if resp.status_code != 200:
+        if resp.status != 200:
             self._raise_for(resp, path)
-        details = self._parse(resp, path, DetailsResponse, "record shape")
+        details = await self._parse(resp, DetailsResponse)
         if not details.is_record:
             raise _NotValidYet(self._clean(details.message or "no person in the record"))
         return details
@@ -557,8 +520,10 @@ class SkipTracingStation(Station):
             return Outcome({}, misses={"phone": why})
         if s.api_key is None or not s.api_key.get_secret_value():
             raise AuthError("no RapidAPI key: set the RAPIDAPI_KEY environment variable")
-        if self._client is None:
+        if self._http is None:
             await self.open()
+        assert self._http is not None
+        self._http.check_credentials()
         endpoint, query, by_identifier = plan
         memo = (ctx.run_id, ctx.lead_id, ctx.step_id)
         progress = self._progress.get(memo)
@@ -567,12 +532,18 @@ class SkipTracingStation(Station):
             spent = s.search_price
             if not candidates:
                 return Outcome({}, cost=spent, misses={"phone": f"nobody found by /{endpoint}"})
-            scored = [(score_candidate(keys, c, by_identifier), i, c) for i, c in enumerate(candidates)]
-            best_score, _, best = max(scored, key=lambda t: (t[0], -t[1]))
+            scored = sorted(((score_candidate(keys, c, by_identifier), i, c) for i, c in enumerate(candidates)),
+                            key=lambda t: (-t[0], t[1]))
+            best_score, _, best = scored[0]
             if best_score < s.min_match_score:
                 why = (f"best of {len(candidates)} candidate(s) from /{endpoint} scored {best_score:.3f} "
                        f"< min_match_score {s.min_match_score}")
                 return Outcome({}, cost=spent, misses={"phone": why})
+            rival = next((t for t in scored[1:] if t[2].person_id != best.person_id), None)
+            if rival is not None and best_score - rival[0] <= s.tie_margin:
+                why = (f"ambiguous: two people from /{endpoint} scored {best_score:.3f} and {rival[0]:.3f} "
+                       f"(within tie_margin {s.tie_margin}); no details bought")
+                return Outcome({}, cost=spent, reason=why, misses={"phone": why})
             progress = _Progress(best, best_score, endpoint, spent)
             self._progress[memo] = progress
             while len(self._progress) > self.progress_limit:
@@ -593,11 +564,30 @@ class SkipTracingStation(Station):
         if details is None:
             why = f"detailsbyID kept answering {complaint!r} ({calls} call(s))"
             return Outcome({}, cost=cost, misses={"phone": why})
+        if progress.endpoint in ("search/byphone", "search/byemail"):
+            wrong = self._not_the_searched_person(details, keys, progress.endpoint)
+            if wrong is not None:
+                return Outcome({}, cost=cost, reason=wrong, misses={"phone": wrong})
         return self._outcome(details, progress, cost)
+
+    def _not_the_searched_person(self, details: DetailsResponse, keys: LeadKeys, endpoint: str) -> str | None:
+        """Why the record a search by phone/e-mail returned is not the lead's (``None``: it is)."""
+        if endpoint == "search/byphone":
+            want = to_e164(keys.phone)
+            have = {p["number"] for p in rank_phones(details, dt.datetime.now(dt.UTC).date(), 10_000)}
+            if want is not None and want not in have:
+                return (f"the record /{endpoint} returned does not carry the lead's phone "
+                        f"({len(have)} phone(s) on it): not written onto the lead")
+        else:
+            want_mail = (keys.email or "").strip().lower()
+            if want_mail and want_mail not in _emails(details):
+                return (f"the record /{endpoint} returned does not carry the lead's e-mail: "
+                        "not written onto the lead")
+        return None
 
     def _outcome(self, details: DetailsResponse, progress: _Progress, cost: float) -> Outcome:
         s = self.settings
-        phones = rank_phones(details, dt.datetime.now(dt.UTC).date(), s.stale_after_years)
+        phones = rank_phones(details, dt.datetime.now(dt.UTC).date(), s.stale_after_years)[: s.max_phones]
         emails = _emails(details)
         address = _address(details)
         age = _int(details.person[0].age if details.person else None) or _int(progress.candidate.age)

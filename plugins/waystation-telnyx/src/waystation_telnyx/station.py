@@ -1,28 +1,30 @@
 """TelnyxGatekeepStation: Telnyx Number Lookup v2 as a gatekeeper (the seed's ``validate_phone_telnyx()``).
 
-One ``GET {base_url}/number_lookup/{E.164}`` per lead with the data sets the settings ask for:
-``type=carrier`` (line type, carrier; on by default) and ``type=caller-name`` (CNAM; off by
-default). Telnyx's ``type`` parameter is repeated to request several data sets in one lookup
-(developers.telnyx.com, "Requesting data"); with no ``type`` the base lookup (validation,
-formatting, portability/LRN) is made. Each data set is priced separately.
+``GET {base_url}/number_lookup/{E.164}`` with the data sets the settings ask for: ``type=carrier``
+(line type, carrier; on by default) and ``type=caller-name`` (CNAM; off by default). Telnyx's
+published OpenAPI spec declares ``type`` as *one* value (an enum), so each data set is its own
+request (carrier first); with no data set the base lookup (validation, formatting,
+portability/LRN) is made. Each data set is priced separately; a lookup whose second request fails
+books the first one (it was billed) and a retry of the step does not buy it again.
 
 The station only reports; the *gate* (stop the route for rejected line types and invalid
 numbers) is the plugin's ``decide_stop`` hook, see :func:`gate_decision`.
 
-httpx is imported in :meth:`TelnyxGatekeepStation.open`, never at plugin import.
+HTTP goes through :mod:`waystation.http` (imported when the station opens): the process-wide
+pooled client, bodies capped at ``max_response_bytes``, the key sent only as
+``Authorization: Bearer`` over https to ``api.telnyx.com`` (or a host the route allows with
+``allow_hosts``), statuses mapped to the core's errors (a 429 carries its ``x-ratelimit-reset``
+wait, which pauses every Telnyx call and defers the lead when longer than the retry policy).
 """
 
 from __future__ import annotations
 
-import email.utils
+import collections
 import json
 import logging
 import re
-import time
-from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Annotated, Any, Literal
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -31,23 +33,20 @@ from waystation import (
     BreakerPolicy,
     Outcome,
     PermanentError,
-    QuotaExhaustedError,
     RateLimit,
     RetryPolicy,
-    ServerError,
     Station,
     StationSettings,
     StepContext,
+    StepError,
     Stop,
-    ThrottledError,
-    TransientError,
-    VendorTimeout,
 )
+from waystation.http import VendorSettings
 
 from waystation_telnyx.models import NumberLookupRecord, NumberLookupResponse, TelnyxErrors
 
 if TYPE_CHECKING:
-    import httpx
+    from waystation.http import VendorClient, VendorResponse
 
 log = logging.getLogger("waystation.telnyx")
 
@@ -55,6 +54,9 @@ log = logging.getLogger("waystation.telnyx")
 CARRIER_PRICE = 0.0025
 CALLER_NAME_PRICE = 0.003
 LRN_PRICE = 0.0015
+
+#: The hosts the Telnyx key may be sent to (https only).
+VENDOR_HOSTS = ("api.telnyx.com",)
 
 #: ``carrier.type`` values of the OpenAPI spec.
 LINE_TYPES = (
@@ -87,7 +89,7 @@ def to_e164(raw: Any) -> str | None:
     return candidate if _E164.match(candidate) else None
 
 
-class TelnyxSettings(StationSettings):
+class TelnyxSettings(VendorSettings):
     """Settings of :class:`TelnyxGatekeepStation` (route ``settings:`` or the environment).
 
     The API key comes from ``TELNYX_API_KEY`` (or ``api_key:`` in the route, not recommended);
@@ -117,6 +119,7 @@ class TelnyxSettings(StationSettings):
         default="miss", description="A 422 (e.g. a Canadian number on a US-only account): a reasoned miss, "
                                     "or a permanent error.")
     http_timeout: float = Field(default=10.0, gt=0, description="Seconds per HTTP request.")
+    max_connections: int = Field(default=10, ge=1, le=1000, description="Pooled connections to Telnyx.")
 
     @field_validator("reject_line_types", mode="before")
     @classmethod
@@ -164,27 +167,6 @@ class TelnyxSettings(StationSettings):
         return price if (self.carrier or self.caller_name) else self.lrn_price
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``x-ratelimit-reset`` (seconds, or an epoch) or ``Retry-After``."""
-    raw = headers.get("x-ratelimit-reset")
-    if raw is not None:
-        try:
-            value = float(raw)
-        except ValueError:
-            value = None
-        if value is not None:
-            return max(0.0, value - time.time()) if value > 1e9 else max(0.0, value)
-    raw = headers.get("retry-after")
-    if raw is not None:
-        try:
-            return max(0.0, float(raw))
-        except ValueError:
-            parsed = email.utils.parsedate_to_datetime(raw) if raw else None
-            if parsed is not None:
-                return max(0.0, parsed.timestamp() - time.time())
-    return None
-
-
 def _ported(status: str | None) -> bool | None:
     if status is None:
         return None
@@ -203,8 +185,8 @@ class TelnyxGatekeepStation(Station):
     """Looks a phone number up at Telnyx (Number Lookup v2) and provides its line type, carrier,
     portability and (optionally) caller name; the plugin's stop hook gates the route on them.
 
-    Requires ``phone``. Cost per lookup is the sum of the requested data sets' prices, and that is
-    what is reserved before each call (:meth:`declared_cost` follows the settings).
+    Requires ``phone``. Cost per lookup is the sum of the requested data sets' prices (one request
+    each), and that is what is reserved before each call (:meth:`declared_cost` follows the settings).
     """
 
     name = "TelnyxGatekeepStation"
@@ -219,6 +201,8 @@ class TelnyxGatekeepStation(Station):
     })
     cost = CARRIER_PRICE + CALLER_NAME_PRICE
     paid = True
+    gate = True
+    vendor_hosts: ClassVar[tuple[str, ...]] = VENDOR_HOSTS
     timeout = 15.0
     retry = RetryPolicy(max_attempts=3, base_delay=0.5, max_delay=10.0)
     breaker = BreakerPolicy(failure_threshold=5, reset_after=60.0)
@@ -227,9 +211,14 @@ class TelnyxGatekeepStation(Station):
 
     settings: TelnyxSettings
 
+    #: How many leads' half-done two-request lookups are remembered between engine attempts.
+    partial_limit = 1024
+
     def __init__(self, settings: TelnyxSettings | None = None) -> None:
         super().__init__(settings)
-        self._client: httpx.AsyncClient | None = None
+        self._http: VendorClient | None = None
+        self._partial: collections.OrderedDict[tuple[str | None, str, str], NumberLookupRecord] = (
+            collections.OrderedDict())
 
     @classmethod
     def declared_cost(cls, settings: StationSettings) -> float:
@@ -238,29 +227,31 @@ class TelnyxGatekeepStation(Station):
         return settings.lookup_price()
 
     async def open(self) -> None:
-        """Create the HTTP client (httpx is imported here, not at plugin import)."""
-        import httpx
+        """Take the process-wide Telnyx client (waystation.http is imported here, not at plugin import)."""
+        from waystation.http import Credentials, VendorClient
 
         s = self.settings
-        headers = {"Accept": "application/json", "User-Agent": "waystation-telnyx/0.1"}
-        if s.api_key is not None and s.api_key.get_secret_value():
-            headers["Authorization"] = f"Bearer {s.api_key.get_secret_value()}"
-        self._client = httpx.AsyncClient(base_url=s.base_url + "/", headers=headers,
-                                         timeout=httpx.Timeout(s.http_timeout), follow_redirects=False)
+        self._http = VendorClient(
+            self.name, s.base_url, vendor="Telnyx", hosts=self.vendor_hosts, allow_hosts=s.allow_hosts,
+            credentials=Credentials(headers={"Authorization": s.api_key},
+                                    header_format={"Authorization": "Bearer {}"}),
+            max_bytes=s.max_response_bytes, timeout=s.http_timeout, max_connections=s.max_connections,
+            headers={"Accept": "application/json", "User-Agent": "waystation-telnyx/0.1"})
+        await self._http.open()
 
     async def close(self) -> None:
-        """Close the HTTP client."""
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        """Give the shared client back."""
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
 
     def _clean(self, text: str) -> str:
         key = self.settings.api_key.get_secret_value() if self.settings.api_key is not None else ""
         return text.replace(key, "***") if key else text
 
     async def process(self, ctx: StepContext) -> Outcome:
-        """Look the lead's phone up and report what Telnyx says about it."""
-        import httpx
+        """Look the lead's phone up (one request per data set) and report what Telnyx says."""
+        from waystation.http import path_segment
 
         s = self.settings
         number = to_e164(ctx.get("phone"))
@@ -269,31 +260,50 @@ class TelnyxGatekeepStation(Station):
             return Outcome({"phone_valid": False}, misses={"line_type": why})
         if s.api_key is None or not s.api_key.get_secret_value():
             raise AuthError("no Telnyx API key: set the TELNYX_API_KEY environment variable")
-        if self._client is None:
+        if self._http is None:
             await self.open()
-        assert self._client is not None
+        assert self._http is not None
+        self._http.check_credentials()
+        path = f"number_lookup/{path_segment(number)}"
         sets = list(s.data_sets())
-        params = {"type": sets} if sets else None     # repeated: type=carrier&type=caller-name
-        try:
-            resp = await self._client.get(f"number_lookup/{quote(number, safe='+')}", params=params)
-        except httpx.TimeoutException as exc:
-            raise VendorTimeout(f"Telnyx did not answer in time ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            raise TransientError(f"Telnyx connection failed ({type(exc).__name__})") from None
-        if resp.status_code != 200:
-            return self._error(resp)
-        try:
-            payload = resp.json()
-        except ValueError:
-            raise ServerError("Telnyx answered 200 with a body that is not JSON", status=200) from None
-        try:
-            record = NumberLookupResponse.model_validate(payload).data
-        except ValidationError:
-            raise ServerError("Telnyx answered 200 without a number_lookup record in 'data'",
-                              status=200) from None
-        return self._outcome(record)
+        memo = (ctx.run_id, ctx.lead_id, ctx.step_id)
+        if not sets:
+            resp = await self._http.get(path)
+            if resp.status != 200:
+                return self._error(resp)
+            base = (await resp.parse(NumberLookupResponse)).data
+            return self._outcome(base, s.lookup_price())
+        record: NumberLookupRecord | None = self._partial.get(memo)
+        spent = 0.0
+        done = 1 if record is not None else 0
+        if record is not None:
+            spent = s.carrier_price  # bought by an earlier attempt and booked then
+        for kind in sets[done:]:
+            resp = await self._http.get(path, params={"type": kind})
+            price = s.carrier_price if kind == "carrier" else s.caller_name_price
+            try:
+                if resp.status != 200:
+                    miss = self._error(resp)
+                    if record is None:
+                        return miss
+                    break  # the caller-name request failed softly: keep the carrier answer
+                got = (await resp.parse(NumberLookupResponse)).data
+            except StepError as exc:
+                if record is not None and done == 0:
+                    # the carrier request was billed: book it now, reuse its answer on a retry
+                    self._partial[memo] = record
+                    while len(self._partial) > self.partial_limit:
+                        self._partial.popitem(last=False)
+                    exc.costing(exc.incurred_cost + spent)
+                raise
+            spent += price
+            record = got if record is None else _merge(record, got)
+        self._partial.pop(memo, None)
+        assert record is not None
+        already = s.carrier_price if done else 0.0
+        return self._outcome(record, spent - already)
 
-    def _outcome(self, record: NumberLookupRecord) -> Outcome:
+    def _outcome(self, record: NumberLookupRecord, cost: float) -> Outcome:
         s = self.settings
         carrier, port, cnam = record.carrier, record.portability, record.caller_name
         misses: dict[str, str] = {}
@@ -320,6 +330,10 @@ class TelnyxGatekeepStation(Station):
             misses["line_type"] = "Telnyx returned no carrier type and no portability line type"
         if carrier_name is None and valid is not False:
             misses["carrier"] = "Telnyx returned no carrier name"
+        if normalized is None and valid is not False:
+            misses["normalized_carrier"] = (
+                "Telnyx returned no normalized_carrier (it is sent only when Telnyx knows the primary network)"
+                if s.carrier else "the carrier data set was not requested (carrier: false)")
         if ported is None and valid is not False:
             misses["ported"] = "Telnyx returned no portability status"
         if s.caller_name:
@@ -329,32 +343,55 @@ class TelnyxGatekeepStation(Station):
                 code = cnam.error_code if cnam else None
                 misses["caller_name"] = "Telnyx returned no caller name" + (
                     f" (error_code {code})" if code else "")
-        return Outcome(fields, cost=s.lookup_price(), misses={k: self._clean(v) for k, v in misses.items()})
+        return Outcome(fields, cost=cost, misses={k: self._clean(v) for k, v in misses.items()})
 
-    def _error(self, resp: httpx.Response) -> Outcome:
-        status = resp.status_code
+    def _error(self, resp: VendorResponse) -> Outcome:
+        """A non-200 answer: a reasoned miss for a number Telnyx cannot look up (422 about the
+        number), else the core's error for the status."""
         try:
-            summary = TelnyxErrors.model_validate(resp.json()).summary()
-        except (ValueError, ValidationError):
-            summary = ""
-        summary = self._clean(summary) or resp.reason_phrase or "no detail"
-        where = f"Telnyx answered HTTP {status} ({summary})"
-        if status in (401, 403):
-            raise AuthError(f"{where}: check TELNYX_API_KEY")
-        if status == 402:
-            raise QuotaExhaustedError(f"{where}: the account has no balance left")
-        if status == 429:
-            raise ThrottledError(where, retry_after=_retry_after(resp.headers))
-        if status == 422:
+            errors = TelnyxErrors.model_validate(json.loads(resp.body))
+        except (ValueError, RecursionError, ValidationError):
+            errors = TelnyxErrors()
+        summary = self._clean(errors.summary()) or resp.reason or "no detail"
+        if resp.status == 422:
+            about = _unprocessable_cause(errors)
+            where = f"Telnyx answered HTTP 422 ({summary})"
+            if about == "request":
+                from waystation.http import BadRequestError
+
+                raise BadRequestError(f"{where}: Telnyx refused the request itself, not the number — a "
+                                      "configuration error of this station (check its settings)")
             if self.settings.on_unprocessable == "fail":
                 raise PermanentError(where)
             reason = f"Telnyx cannot look this number up: {where}"
             return Outcome({}, cost=0.0, misses={"line_type": reason, "phone_valid": reason})
-        if status == 408:
-            raise VendorTimeout(where)
-        if status >= 500:
-            raise ServerError(where, status=status)
-        raise PermanentError(where)
+        resp.raise_for_status(detail=summary, auth_hint="check TELNYX_API_KEY")
+        raise PermanentError(f"Telnyx answered HTTP {resp.status} ({summary})")  # pragma: no cover
+
+
+def _unprocessable_cause(errors: TelnyxErrors) -> Literal["number", "request"]:
+    """Whether a 422 is about the number looked up (a per-number miss) or about our request (a
+    query parameter Telnyx does not accept: a configuration error)."""
+    for e in errors.errors:
+        source = getattr(e, "source", None)
+        if isinstance(source, dict):
+            if source.get("parameter"):
+                return "request"
+            pointer = str(source.get("pointer") or "")
+            if "phone" in pointer:
+                return "number"
+        if e.detail and "number" in e.detail.lower():
+            return "number"
+    return "request"
+
+
+def _merge(first: NumberLookupRecord, second: NumberLookupRecord) -> NumberLookupRecord:
+    """The record of the carrier request with the caller name of the caller-name request."""
+    update: dict[str, Any] = {"caller_name": second.caller_name}
+    for name in ("carrier", "portability", "valid_number"):
+        if getattr(first, name) is None and getattr(second, name) is not None:
+            update[name] = getattr(second, name)
+    return first.model_copy(update=update)
 
 
 def gate_decision(settings: TelnyxSettings, outcome: Outcome) -> tuple[Stop, str] | None:
