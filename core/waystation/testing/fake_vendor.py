@@ -41,7 +41,7 @@ Fault = Literal["reset", "slow_body", "malformed_json", "truncated"]
 #: Header names that are allowed to carry a credential (compared lower-case). Any header whose
 #: name contains one of :data:`AUTH_HEADER_WORDS` counts as an auth header too.
 AUTH_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key", "apikey",
-                          "x-rapidapi-key", "x-auth-token", "x-access-token"})
+                          "x-rapidapi-key", "x-auth-token", "x-access-token", "loginid"})
 AUTH_HEADER_WORDS = ("auth", "key", "token", "secret", "password")
 
 #: Loggers whose records are not checked for secrets: the fake server's own request log.

@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from waystation import Outcome, Station, Stop, hookimpl
 
+from waystation_dnc.api import DncApiStation
+from waystation_dnc.blacklist import BlacklistAllianceStation
+from waystation_dnc.dncscrub import DNCScrubApiStation
 from waystation_dnc.realvalidation import RealValidationDNCStation
 from waystation_dnc.stations import DNCScrubStation, stop_decision
 
@@ -21,8 +24,8 @@ WAYSTATION_API = ">=1,<2"
 
 @hookimpl
 def register_stations() -> Iterable[type[Station]]:
-    """The DNCScrubStation (local store) and the RealValidationDNCStation (paid API)."""
-    return [DNCScrubStation, RealValidationDNCStation]
+    """The DNCScrubStation (local store) and the paid APIs: RealValidation, Blacklist Alliance, DNCScrub."""
+    return [DNCScrubStation, RealValidationDNCStation, BlacklistAllianceStation, DNCScrubApiStation]
 
 
 @hookimpl
@@ -31,7 +34,8 @@ def decide_stop(step: Any, outcome: Outcome) -> tuple[Stop, str] | None:
     setting says: ``skip_remaining`` (default: nothing more is spent on a number that may not be
     called), ``fail``, or ``continue`` (no opinion)."""
     station = getattr(step, "station", None)
-    if not (isinstance(station, type) and issubclass(station, DNCScrubStation | RealValidationDNCStation)):
+    if not (isinstance(station, type)
+            and issubclass(station, DNCScrubStation | RealValidationDNCStation | DncApiStation)):
         return None
     decision = stop_decision(step.settings, dict(outcome.fields))
     if decision is None:
