@@ -82,7 +82,26 @@ def test_generated_tests_pass_against_this_core(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=target,
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "11 passed" in proc.stdout, proc.stdout
+    assert "13 passed" in proc.stdout, proc.stdout
+
+
+def test_generated_plugin_is_ruff_and_mypy_clean(tmp_path: Path) -> None:
+    """`ruff check .` and `mypy` (strict, its own config) pass on a freshly generated plugin."""
+    target = create_plugin("acme-phone", tmp_path)
+    env = _env()
+    env["PYTHONPATH"] = str(target / "src")
+    for cmd in ([sys.executable, "-m", "ruff", "check", "--no-cache", "."],
+                [sys.executable, "-m", "mypy", "--no-incremental"]):
+        proc = subprocess.run(cmd, cwd=target, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"{cmd}: {proc.stdout}{proc.stderr}"
+
+
+def test_generated_station_quotes_paths_and_reads_through_the_capped_helper(tmp_path: Path) -> None:
+    target = create_plugin("acme-phone", tmp_path)
+    code = (target / "src/waystation_acme_phone/stations.py").read_text()
+    assert "path_segment(ctx.data['phone'])" in code and "VendorClient" in code and "resp.parse(" in code
+    assert "httpx.AsyncClient" not in code and "Bearer {s.api_key" not in code
+    assert 'required_settings: ClassVar[tuple[str, ...]] = ("api_key",)' in code
 
 
 @pytest.mark.slow
@@ -105,7 +124,7 @@ def test_generated_plugin_in_a_fresh_virtualenv(tmp_path: Path) -> None:
 
     run(str(bindir / "pip"), "install", "-q", str(REPO), f"{target}[test]")
     tests = run(str(bindir / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=target)
-    assert "11 passed" in tests.stdout, tests.stdout
+    assert "13 passed" in tests.stdout, tests.stdout
 
     plugins = json.loads(run(str(bindir / "waystation"), "plugins", "--json").stdout)
     assert plugins["plugin_api"]
