@@ -87,6 +87,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from waystation.budget import Budget
+from waystation.csvsafe import escape_row
 from waystation.deferral import run_settled
 from waystation.engine import Engine, lead_id_of
 from waystation.errors import WaystationError
@@ -384,16 +385,22 @@ class _Appender:
 class OutputWriter(_Appender):
     """The output file (CSV with ``columns``, or JSONL)."""
 
-    def __init__(self, path: Path, fmt: Format, columns: Sequence[str] | None, offset: int = 0) -> None:
+    def __init__(self, path: Path, fmt: Format, columns: Sequence[str] | None, offset: int = 0, *,
+                 escape_formulas: bool = True) -> None:
         super().__init__(path, offset)
         self.fmt = fmt
         self.columns = list(columns or [])
+        #: CSV cells a spreadsheet would run as formulas get a leading ' (see waystation.csvsafe)
+        self.escape_formulas = escape_formulas
         self._csv = csv.writer(self._buf, lineterminator="\n")
+        # with "\n" as line terminator the csv module leaves a lone "\r" unquoted, which readers take
+        # for a line break: rows holding one are written with every cell quoted
+        self._csv_all = csv.writer(self._buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
         self._known = set(self.columns)
         #: keys of output rows that CSV output has no column for (dropped; first 20 names)
         self.dropped: set[str] = set()
         if fmt == "csv" and self.offset == 0:
-            self._csv.writerow(self.columns)
+            self._csv.writerow(escape_row(self.columns) if escape_formulas else self.columns)
             self.flush()
 
     def write(self, row: Mapping[str, Any]) -> None:
@@ -401,7 +408,10 @@ class OutputWriter(_Appender):
         if self.fmt == "csv":
             # (no surrogate can reach here: input with invalid UTF-8 is cleaned when rejected, and
             # the file is encoded with errors="replace" anyway)
-            self._csv.writerow([_cell(row.get(c)) for c in self.columns])
+            cells = [_cell(row.get(c)) for c in self.columns]
+            if self.escape_formulas:
+                cells = escape_row(cells)
+            (self._csv_all if any("\r" in c for c in cells) else self._csv).writerow(cells)
             if len(row) > len(self._known) or not self._known.issuperset(row):
                 extra = [k for k in row if k not in self._known]
                 if extra and len(self.dropped) < 20:
@@ -449,6 +459,8 @@ class BatchConfig:
     handle_signals: bool = False
     #: the checkpoint URL came from ``WAYSTATION_CHECKPOINT``: the resume command leaves it there
     checkpoint_from_env: bool = False
+    #: neutralise CSV formula injection in the CSV output (``--csv-formulas keep`` turns it off)
+    escape_formulas: bool = True
 
     def output_path(self) -> Path:
         """``output``, or ``<input stem>.out.<ext>`` next to the input."""
@@ -604,6 +616,8 @@ class BatchRunner:
             parts += ["--grace", f"{c.grace:g}"]
         if c.max_field_size != MAX_FIELD_SIZE:
             parts += ["--max-field-size", str(c.max_field_size)]
+        if not c.escape_formulas:
+            parts += ["--csv-formulas", "keep"]
         return shlex.join(parts)
 
     def request_stop(self, signum: int | None = None) -> None:
@@ -716,7 +730,7 @@ class BatchRunner:
         engine = Engine(plan, self.host, checkpointer=store, run_id=run_id, batch_budget=batch_budget)
         reader = open_reader(cfg.input, fmt, cfg.max_field_size)
         reader.required = frozenset(plan.requirements())
-        output = OutputWriter(out_path, out_fmt, columns, out_offset)
+        output = OutputWriter(out_path, out_fmt, columns, out_offset, escape_formulas=cfg.escape_formulas)
         rejects = RejectsWriter(rej_path, rej_offset)
         loop = asyncio.get_running_loop()
         installed: list[int] = []

@@ -2,7 +2,8 @@
 
 ``price_step`` (firstresult) is ``trylast``: any plugin answering first sets the price.
 ``decide_stop`` is ``trylast``: it contributes the station's own decision; the most severe of all
-answers wins, so plugins can only escalate it.
+answers wins, so plugins can only escalate it. ``before_lead`` (``tryfirst``) scopes the log
+masking of personal data to the lead (:func:`waystation.redact.lead_scope`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from waystation.hooks import hookimpl
+from waystation.redact import lead_scope
 from waystation.station import Outcome, Stop
 
 
@@ -27,3 +29,8 @@ class DefaultsPlugin:
         if outcome.stop is Stop.CONTINUE:
             return None
         return (outcome.stop, outcome.reason or outcome.stop.value)
+
+    @hookimpl(tryfirst=True)
+    def before_lead(self, ctx: Any) -> None:
+        """Mask this lead's names, phones and e-mails in every log record of its run."""
+        lead_scope(ctx.input)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from waystation.resilience.policies import BreakerPolicy, RateLimit, RetryPolicy
 
@@ -72,15 +74,79 @@ class Outcome(BaseModel):
         return any(v is not None for v in self.fields.values())
 
 
+#: Largest secret file read through a ``<VARIABLE>_FILE`` environment variable.
+MAX_SECRET_FILE = 64 * 1024
+
+
+def _is_secret(field: FieldInfo) -> bool:
+    ann = field.annotation
+    return ann is SecretStr or SecretStr in getattr(ann, "__args__", ())
+
+
+def _env_names(settings_cls: type[BaseSettings], name: str, field: FieldInfo) -> list[tuple[str, str]]:
+    """(environment variable, key to return the value under) for a field: its aliases, then
+    ``env_prefix`` + name."""
+    alias = field.validation_alias
+    out: list[tuple[str, str]] = []
+    if isinstance(alias, str):
+        out.append((alias, alias))
+    elif isinstance(alias, AliasChoices):
+        out += [(c, c) for c in alias.choices if isinstance(c, str)]
+    prefix = str(settings_cls.model_config.get("env_prefix") or "")
+    key = out[0][1] if out else name
+    out.append((prefix + name, key))
+    return out
+
+
+class SecretFiles(PydanticBaseSettingsSource):
+    """Secrets from files: for a secret field read from the variable ``API_KEY``, the variable
+    ``API_KEY_FILE`` may name a file holding it (Docker / Kubernetes secrets). The file's content,
+    without its trailing newline, is the value; the variable itself still wins when both are set."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # pragma: no cover - __call__ does the work
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        env = {k.upper(): v for k, v in os.environ.items()}
+        for name, field in self.settings_cls.model_fields.items():
+            if not _is_secret(field):
+                continue
+            for var, key in _env_names(self.settings_cls, name, field):
+                path = env.get(var.upper() + "_FILE")
+                if not path:
+                    continue
+                try:
+                    with open(path, "rb") as f:
+                        raw = f.read(MAX_SECRET_FILE + 1)
+                except OSError as exc:
+                    raise ValueError(f"{var.upper()}_FILE: cannot read {path}: {exc.strerror or exc}") from None
+                if len(raw) > MAX_SECRET_FILE:
+                    raise ValueError(f"{var.upper()}_FILE: {path} is larger than {MAX_SECRET_FILE:,} bytes")
+                out[key] = raw.decode("utf-8", "strict").rstrip("\r\n")
+                break
+        return out
+
+
 class StationSettings(BaseSettings):
     """Base class of a station's settings: filled from the route step's ``settings:`` first, then
-    from environment variables (``env_prefix`` per station, or a field's own alias).
+    from environment variables (``env_prefix`` per station, or a field's own alias), then, for
+    secrets, from the file a ``<VARIABLE>_FILE`` variable names (:class:`SecretFiles`).
 
     Declare secrets as :class:`pydantic.SecretStr`: their value is never printed, logged, stored in
     a checkpoint, or left in an error message (the engine redacts it from every text it records).
     """
 
     model_config = SettingsConfigDict(extra="forbid", frozen=True, env_ignore_empty=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Route settings, then the environment, then secret files (``<VARIABLE>_FILE``)."""
+        return init_settings, env_settings, dotenv_settings, SecretFiles(settings_cls), file_secret_settings
 
     def model_post_init(self, context: Any, /) -> None:
         """Register the secret values so that no log record of the process shows them."""

@@ -104,10 +104,13 @@ class _Cli(click.Group):
               help="Append log records to this file instead of stderr.")
 @click.option("--debug", is_flag=True, envvar="WAYSTATION_DEBUG",
               help="Print the full traceback of an error (also WAYSTATION_DEBUG=1).")
+@click.option("--log-pii", is_flag=True, default=False, envvar="WAYSTATION_LOG_PII",
+              help="Keep phone numbers, e-mails and names in log lines (masked by default; also "
+                   "WAYSTATION_LOG_PII=1). For debugging only.")
 @click.version_option(package_name="waystation", message=f"%(prog)s %(version)s (plugin API {PLUGIN_API_VERSION})")
 @click.pass_context
 def cli(ctx: click.Context, strict_plugins: bool | None, verbose: int, quiet: int, log_level: str | None,
-        log_format: str, log_file: Path | None, debug: bool) -> None:
+        log_format: str, log_file: Path | None, debug: bool, log_pii: bool) -> None:
     """waystation: carry leads along a YAML route of enrichment stations.
 
     \b
@@ -124,6 +127,11 @@ def cli(ctx: click.Context, strict_plugins: bool | None, verbose: int, quiet: in
     ctx.ensure_object(dict)["strict_plugins"] = strict_plugins
     _state["debug"] = _state["debug"] or debug or verbose > 0
     logs.setup(verbose=verbose, quiet=quiet, level=log_level, fmt=log_format, file=log_file)
+    from waystation.redact import install, set_log_pii
+
+    if log_pii:
+        set_log_pii(True)
+    install()
 
 
 @cli.command()

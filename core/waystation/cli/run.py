@@ -99,6 +99,10 @@ def _print_plan(plan: Plan, cfg: BatchConfig, fmt: str, header: list[str] | None
               help="Seconds in-flight leads may finish after Ctrl-C/SIGTERM before they are cancelled.")
 @click.option("--max-field-size", type=click.IntRange(min=1), default=MAX_FIELD_SIZE, show_default=True,
               help="Largest field (characters) or JSONL line (bytes); larger records are rejected.")
+@click.option("--csv-formulas", type=click.Choice(["escape", "keep"]), default="escape", show_default=True,
+              help="CSV output: 'escape' writes cells a spreadsheet would run as formulas (=, +, -, @ ...) "
+                   "with a leading ' (numbers and E.164 phones stay as they are); 'keep' writes them as they "
+                   "are, for machine-to-machine files.")
 @click.option("--progress/--no-progress", default=None,
               help="Live progress bar (default: on when stdout is a terminal).")
 @click.pass_context
@@ -106,7 +110,8 @@ def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path 
                 input_format: str | None, output_format: str | None, concurrency: int,
                 budget_total: float | None, checkpoint: str, run_id: str | None, resume: str | None,
                 limit: int | None, dry_run: bool, report_path: Path | None, metrics_port: int | None,
-                metrics_addr: str, grace: float, max_field_size: int, progress: bool | None) -> None:
+                metrics_addr: str, grace: float, max_field_size: int, csv_formulas: str,
+                progress: bool | None) -> None:
     """Run every lead of INPUT (CSV or JSONL) through ROUTE, with checkpoints.
 
     \b
@@ -134,6 +139,7 @@ def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path 
         progress=sys.stdout.isatty() if progress is None else progress, metrics_port=metrics_port,
         metrics_addr=metrics_addr, report_path=report_path, handle_signals=True,
         checkpoint_from_env=ctx.get_parameter_source("checkpoint") is click.core.ParameterSource.ENVIRONMENT,
+        escape_formulas=csv_formulas == "escape",
     )
 
     try:

@@ -86,6 +86,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import BaseModel, Field, SecretBytes, SecretStr
 
 from waystation.budget import Budget, Reservation
+from waystation.redact import redact_url
 
 __all__ = [
     "DEFAULT_SQLITE_URL",
@@ -96,6 +97,7 @@ __all__ = [
     "budget_ledger",
     "check_store_url",
     "open_store",
+    "redact_url",
 ]
 
 _restored_ids = itertools.count(-1, -1)
@@ -358,12 +360,3 @@ def open_store(url: str) -> CheckpointStore:
         return MemoryStore(url)
     raise ValueError(f"unknown checkpoint store URL {redact_url(url)!r}: use sqlite:///path, "
                      "redis://host:port/db or memory://")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages and reports)."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
-    return url

@@ -6,9 +6,15 @@ constructs (bound parameters, quoted identifiers); columns are added with Alembi
 Fixed columns: ``lead_id`` (primary key), ``route``, ``record`` (the whole lead as JSON; JSONB on
 PostgreSQL), ``first_saved_at`` and ``saved_at``. Every other field gets a column named after it
 (lower case, characters other than ``a-z0-9_`` replaced by ``_``; a name that clashes with a fixed
-column or starts with a digit gets the prefix ``f_``), typed from the first value seen: boolean,
-big integer, double, JSON (lists and mappings) or text. A later value that does not fit its
-column's type is stored as NULL in that column (it stays in ``record``).
+column or a database system column (``xmin``, ``ctid``, ``oid``, ``rowid``...), or starts with a
+digit, gets the prefix ``f_``), typed from the first value seen: boolean, big integer, double,
+JSON (lists and mappings) or text. A later value that does not fit its column's type is stored as
+NULL in that column (it stays in ``record``).
+
+The columns a lead file can add are capped (input decides the schema, so it must not be able to
+exhaust it: PostgreSQL refuses a 1,601st column for good): at most ``max_columns`` field columns
+per table and ``max_new_columns_per_lead`` new ones per lead. A field beyond either cap gets no
+column; its value is kept in ``record`` (the overflow), and the first time it is met it is logged.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.types import TypeEngine
 from waystation.errors import PermanentError, TransientError
+from waystation.limits import RESERVED_COLUMNS
 
 if TYPE_CHECKING:
     from waystation_sql.stations import SQLSettings
@@ -44,7 +51,7 @@ def column_name(field: str) -> str | None:
     name = _UNSAFE.sub("_", field.strip().lower()).strip("_")
     if not name:
         return None
-    if name[0].isdigit() or name in FIXED:
+    if name[0].isdigit() or name in FIXED or name in RESERVED_COLUMNS:
         name = "f_" + name
     return name[:63]
 
@@ -106,6 +113,8 @@ class LeadTable:
         self.columns: dict[str, Category] = {}
         self._ddl = threading.Lock()
         self._write = threading.Lock()
+        #: fields that got no column because a cap was reached (kept in ``record``; first 1,000)
+        self.overflow: set[str] = set()
 
     @property
     def where(self) -> str:
@@ -196,13 +205,16 @@ class LeadTable:
                               schema=self.schema)
 
     def _add_columns(self, wanted: Mapping[str, Category]) -> None:
+        """Add the columns ``wanted`` that are missing, as far as ``max_columns`` allows (the table
+        is reflected first: another process may have added some)."""
         from alembic.migration import MigrationContext
         from alembic.operations import Operations
 
         assert self.engine is not None
         with self._ddl:
             self._reflect()
-            missing = {k: v for k, v in wanted.items() if k not in self.columns}
+            room = max(0, self.settings.max_columns - len(self.columns))
+            missing = dict(list({k: v for k, v in wanted.items() if k not in self.columns}.items())[:room])
             for name, cat in missing.items():
                 try:
                     with self.engine.begin() as conn:
@@ -241,6 +253,8 @@ class LeadTable:
         fields = self.fields_to_save(data)
         row: dict[str, Any] = {}
         new: dict[str, Category] = {}
+        room = min(self.settings.max_new_columns_per_lead, max(0, self.settings.max_columns - len(self.columns)))
+        overflow: list[str] = []
         for key, value in fields.items():
             if value is None or value == "":
                 continue
@@ -249,10 +263,18 @@ class LeadTable:
                 continue
             cat = self.columns.get(col) or new.get(col)
             if cat is None:
+                if len(new) >= room:
+                    overflow.append(str(key))
+                    continue
                 cat = new[col] = category_of(value)
             row[col] = convert(value, cat)
         if new:
             self._add_columns(new)
+            for col in [c for c in new if c not in self.columns]:  # the table filled up meanwhile
+                del row[col]
+                overflow.append(col)
+        if overflow:
+            self._note_overflow(overflow)
         table = self.table
         assert table is not None
         now = datetime.now(UTC)
@@ -276,6 +298,15 @@ class LeadTable:
                 if not done.rowcount:
                     conn.execute(sa.insert(table).values(values))
         return now.isoformat(timespec="seconds")
+
+    def _note_overflow(self, names: list[str]) -> None:
+        first = [n for n in names if n not in self.overflow]
+        if first and len(self.overflow) < 1000:
+            self.overflow.update(first)
+            log.warning("%s: no column for %d field(s) (max_columns=%d, max_new_columns_per_lead=%d); their "
+                        "values are kept in the record column: %s", self.where, len(first),
+                        self.settings.max_columns, self.settings.max_new_columns_per_lead,
+                        ", ".join(n[:63] for n in first[:20]) + (" ..." if len(first) > 20 else ""))
 
     def _error(self, exc: sa_exc.SQLAlchemyError, doing: str) -> Exception:
         orig = getattr(exc, "orig", None) or exc

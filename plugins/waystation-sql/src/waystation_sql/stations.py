@@ -33,6 +33,12 @@ class SQLSettings(StationSettings):
     include: list[str] | None = Field(default=None, description="Save only these fields (default: all).")
     exclude: list[str] = Field(default_factory=list, description="Never save these fields.")
     pool_size: int = Field(default=5, ge=1, le=100, description="Connections kept open (not SQLite).")
+    max_columns: int = Field(default=200, ge=0, le=1500,
+                             description="Most field columns the table may have (PostgreSQL's hard limit is "
+                                         "1,600); fields beyond it are kept in the record column only.")
+    max_new_columns_per_lead: int = Field(default=32, ge=0, le=1500,
+                                          description="Most columns one lead may add; the rest of its new fields "
+                                                      "are kept in the record column only.")
 
     @field_validator("url")
     @classmethod
