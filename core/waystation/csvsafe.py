@@ -8,8 +8,8 @@ the enriched file. As OWASP recommends, such a cell is written with a leading si
 
 Two kinds of values are left as they are, so that data stays usable: a plain number (``-5``,
 ``+3.25``, ``1e6``) and a phone number (E.164 ``+14155550100``, or written with spaces, dots,
-dashes and parentheses, ``+1 (415) 555-0100``: with no letter it can name no function or cell). For machine-to-machine files
-turn escaping off (``waystation run --csv-formulas keep``).
+dashes and parentheses, ``+1 (415) 555-0100``: with no letter it can name no function or cell).
+For machine-to-machine files turn escaping off (``waystation run --csv-formulas keep``).
 """
 
 from __future__ import annotations
