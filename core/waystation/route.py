@@ -107,7 +107,7 @@ def _limit(message: str, event: yaml.Event | yaml.Node) -> _LimitError:
     return _LimitError(None, None, message, mark)
 
 
-def _prescan(text: str) -> None:
+def _prescan(text: str, loader: Any = None) -> None:
     """Walk the YAML events (the parser is iterative, PyYAML's composer recursive) and refuse,
     before anything is composed: nesting deeper than :data:`MAX_ROUTE_DEPTH`, more than
     :data:`MAX_ROUTE_NODES` nodes, more than :data:`MAX_STEPS` items under the top-level ``steps``."""
@@ -115,7 +115,19 @@ def _prescan(text: str) -> None:
     stack: list[list[bool]] = []
     nodes = steps = 0
     top_key: object = None
-    for event in yaml.parse(text, Loader=_EventLoader):
+    if loader is None:
+        try:
+            _prescan(text, _EventLoader)
+        except _LimitError:
+            raise
+        except yaml.YAMLError:
+            if _EventLoader is yaml.SafeLoader:
+                raise
+            # libyaml words syntax errors its own way: walk again with PyYAML's parser, whose errors
+            # (the ones the composer would raise) are the ones users are shown
+            _prescan(text, yaml.SafeLoader)
+        return
+    for event in yaml.parse(text, Loader=loader):
         if isinstance(event, yaml.CollectionEndEvent):
             stack.pop()
             continue

@@ -75,7 +75,7 @@ EXPECTED: dict[str, str] = {
                         "digits, '_', '-', '.'; at most 63 characters): it names metrics and output",
     "chain-10k": "chain-10k:259:5: the route has more than 256 steps (limit)",
     "parallel-3k": "parallel-3k:259:5: the route has more than 256 steps (limit)",
-    "deep-flow-20k": "deep-flow-20k:2:1007: invalid YAML: exceeded maximum nesting depth",
+    "deep-flow-20k": "deep-flow-20k:2:47: the route nests mappings and lists more than 40 deep (limit)",
     "deep-block-60": "deep-block-60:42:81: the route nests mappings and lists more than 40 deep (limit)",
     "huge-file": "huge-file: the route is larger than 1,048,576 bytes (limit)",
     "condition-100k-not": f"condition-100k-not:4:16: malformed condition: the condition is 100,008 characters, "
