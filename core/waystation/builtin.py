@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from waystation.forget import Erasure, ForgetRequest, forget_checkpoints
 from waystation.hooks import hookimpl
 from waystation.redact import lead_scope
 from waystation.station import Outcome, Stop
@@ -34,3 +35,8 @@ class DefaultsPlugin:
     def before_lead(self, ctx: Any) -> None:
         """Mask this lead's names, phones and e-mails in every log record of its run."""
         lead_scope(ctx.input)
+
+    @hookimpl
+    async def forget_person(self, request: ForgetRequest) -> list[Erasure]:
+        """Erase the person's lead states from the checkpoint store (``request.checkpoint``)."""
+        return await forget_checkpoints(request)

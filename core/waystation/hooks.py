@@ -21,6 +21,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from waystation.forget import Erasure, ForgetRequest
     from waystation.plan import PlannedStep
     from waystation.result import LeadResult, RunContext
     from waystation.station import Outcome, Station, Stop
@@ -161,3 +162,23 @@ def before_batch(route: Any) -> None:
 @hookspec
 def after_batch(route: Any, report: Any) -> None:
     """Called once when a batch run ends, with its report (a ``waystation.report.Report``)."""
+
+
+# ----------------------------------------------------------------------------- personal data
+
+
+@hookspec
+def forget_person(request: ForgetRequest) -> Iterable[Erasure] | Erasure | None:
+    """Erase one person from what this plugin stores, for ``waystation forget`` (an erasure
+    request under CCPA / GDPR); return what was removed, one :class:`~waystation.forget.Erasure`
+    per place (``where``, ``what``, ``count``, ``note``), or ``None`` if it keeps nothing.
+
+    ``request`` is a :class:`~waystation.forget.ForgetRequest`: ``lead_ids``, ``phones``
+    (normalised digits) and ``emails`` (lower case) name the person (``request.matches(lead_id,
+    *records)`` tells whether a lead is theirs); ``checkpoint`` is the checkpoint store URL,
+    ``route`` the route (``request.station_settings(name)`` gives its steps' settings, to find
+    where the data lives); ``dnc_internal`` asks to take their numbers off an internal do-not-call
+    list; with ``dry_run`` nothing is removed, only counted. May return an awaitable. An
+    implementation that raises is reported (count -1) and the others still run.
+    """
+

@@ -262,3 +262,45 @@ async def test_hook_after_batch(tmp_path: Path) -> None:
     await _run_batch_with(spy, tmp_path)
     assert spy.calls == [("before_batch", "r"), ("after_batch", ("r", 2, True))]
 
+
+
+class Keeper:
+    """A plugin that keeps personal data of its own (a cache) and erases it when asked."""
+
+    def __init__(self) -> None:
+        self.rows = {"L1": {"phone": "+14155550100"}, "L2": {"phone": "+12125550100"}}
+        self.requests: list[Any] = []
+
+    @hookimpl
+    async def forget_person(self, request: Any) -> Any:
+        from waystation.forget import Erasure
+
+        self.requests.append(request)
+        hits = [k for k, v in self.rows.items() if request.matches(k, v)]
+        if not request.dry_run:
+            for k in hits:
+                del self.rows[k]
+        return Erasure("keeper cache", "entries", len(hits))
+
+
+class Broken:
+    @hookimpl
+    def forget_person(self) -> None:
+        raise RuntimeError("cache offline")
+
+
+async def test_hook_forget_person() -> None:
+    from waystation.forget import Erasure, ForgetRequest, forget_person
+
+    host = PluginHost()
+    keeper = Keeper()
+    host.pm.register(keeper)
+    host.pm.register(Broken(), name="broken-cache")
+    dry = ForgetRequest.build(phones=["(415) 555-0100"], checkpoint="memory://", dry_run=True)
+    out = await forget_person(dry, host)
+    assert Erasure("keeper cache", "entries", 1) in out and len(keeper.rows) == 2
+    out = await forget_person(ForgetRequest.build(phones=["1-415-555-0100"], checkpoint="memory://"), host)
+    assert Erasure("keeper cache", "entries", 1) in out and list(keeper.rows) == ["L2"]
+    assert Erasure("checkpoints memory://", "lead states", 0) in out  # the core's own implementation
+    assert Erasure("broken-cache", "error", -1, "RuntimeError: cache offline") in out
+    assert keeper.requests[-1].phones == frozenset({"4155550100"})

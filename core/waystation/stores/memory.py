@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from waystation.stores import DeferredErrors, StoreStats, _check_ids, dumps, loads
@@ -73,6 +73,18 @@ class MemoryStore(GroupedSaves):
         """Forget a run."""
         self._leads.pop(run_id, None)
         self._runs.pop(run_id, None)
+
+    async def forget(self, match: Callable[[dict[str, Any]], bool], *, dry_run: bool = False) -> tuple[int, int]:
+        """Delete every lead state for which ``match(state)`` is true; returns (removed, runs)."""
+        await self._group.drain()
+        removed, runs = 0, set()
+        for run, leads in self._leads.items():
+            for lead in [k for k, text in leads.items() if match(loads(text))]:
+                removed += 1
+                runs.add(run)
+                if not dry_run:
+                    del leads[lead]
+        return removed, len(runs)
 
     async def close(self) -> None:
         """Apply what is queued; further use raises."""

@@ -13,7 +13,7 @@ Keys (``{run}`` in braces so that one run's keys share a cluster hash slot):
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -113,6 +113,24 @@ class RedisStore(GroupedSaves):
         pipe.delete(self._leads_key(run_id), self._meta_key(run_id))
         pipe.zrem(self._runs_key, run_id)
         await pipe.execute()
+
+    async def forget(self, match: Callable[[dict[str, Any]], bool], *, dry_run: bool = False) -> tuple[int, int]:
+        """Delete every lead state (of any run under this prefix) for which ``match(state)`` is
+        true; returns (states removed, runs they were in). See :mod:`waystation.forget`."""
+        self._check_open()
+        await self._group.drain()  # queued saves first: an erased lead must not come back after
+        removed = runs = 0
+        async for key in self.client.scan_iter(match=f"{self.prefix}:{{*}}:leads", count=500):
+            hits: list[bytes] = []
+            async for lead_id, raw in self.client.hscan_iter(key, count=500):
+                if match(loads(raw)):
+                    hits.append(lead_id)
+            if hits:
+                runs += 1
+                removed += len(set(hits))
+                if not dry_run:
+                    await self.client.hdel(key, *set(hits))
+        return removed, runs
 
     # -- reads ----------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Literal, overload
 from urllib.parse import unquote, urlsplit
@@ -330,6 +330,26 @@ class SQLiteStore:
                 raise
 
         await self._submit("q", q)
+
+    async def forget(self, match: Callable[[dict[str, Any]], bool], *, dry_run: bool = False) -> tuple[int, int]:
+        """Delete every lead state (of any run) for which ``match(state)`` is true, in one
+        transaction; returns (states removed, runs they were in). See :mod:`waystation.forget`."""
+
+        def q(conn: sqlite3.Connection) -> tuple[int, int]:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                hits = [(run, lead) for run, lead, text in conn.execute("SELECT run_id, lead_id, state FROM lead_state")
+                        if match(loads(text))]
+                if not dry_run:
+                    conn.executemany("DELETE FROM lead_state WHERE run_id = ? AND lead_id = ?", hits)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return len(hits), len({run for run, _ in hits})
+
+        result: tuple[int, int] = await self._submit("q", q)
+        return result
 
     async def vacuum(self) -> None:
         """Give the space of deleted runs back to the file system (``VACUUM`` + WAL truncate)."""

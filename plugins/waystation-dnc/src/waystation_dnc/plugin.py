@@ -49,3 +49,14 @@ def register_commands(cli: click.Group) -> None:
     from waystation_dnc.cli import dnc
 
     cli.add_command(dnc)
+
+
+@hookimpl
+def forget_person(request: Any) -> Any:
+    """With ``--dnc-internal``: take the person's phone numbers off the internal do-not-call list of
+    each DNC store the route uses (federal and litigator entries stay: they are not theirs to drop)."""
+    if not request.dnc_internal or not request.phones:
+        return None
+    from waystation_dnc.forget import forget_internal
+
+    return forget_internal(request)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from waystation import Station, hookimpl
 
@@ -15,3 +16,13 @@ WAYSTATION_API = ">=1,<2"
 def register_stations() -> Iterable[type[Station]]:
     """The DatabaseSaveStation."""
     return [DatabaseSaveStation]
+
+
+@hookimpl
+async def forget_person(request: Any) -> Any:
+    """Delete the person's rows from every SQL save table the route uses (or ``WAYSTATION_SQL_URL``'s)."""
+    import asyncio
+
+    from waystation_sql.forget import forget_rows
+
+    return await asyncio.to_thread(forget_rows, request)
