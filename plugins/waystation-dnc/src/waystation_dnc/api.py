@@ -31,7 +31,6 @@ class DncApiSettings(VendorSettings):
     - ``on_listed``: the stop decision for a listed number (``skip_remaining`` by default).
     """
 
-    api_key: SecretStr | None = None
     base_url: str = ""
     price: float = Field(gt=0, description="USD per lookup under your plan (required; reserved before each call).")
     ignore_lists: list[str] = Field(default_factory=list,
@@ -67,9 +66,12 @@ class DncApiStation(Station):
     rate_limit = RateLimit(per_second=10)
     Settings: ClassVar[type[StationSettings]] = DncApiSettings
     vendor_hosts: ClassVar[tuple[str, ...]] = ()
-    #: The vendor's name in messages, and the environment variable of its key.
+    #: The vendor's name in messages, the setting holding the key and its environment variable.
     vendor: ClassVar[str] = ""
+    key_setting: ClassVar[str] = "api_key"
     key_env: ClassVar[str] = ""
+    #: The miss reason of a number the vendor says is not valid.
+    invalid_reason: ClassVar[str] = "the vendor says the number is not valid"
 
     def __init__(self, settings: StationSettings | None = None) -> None:
         super().__init__(settings)
@@ -86,6 +88,11 @@ class DncApiStation(Station):
         """The settings, typed."""
         assert isinstance(self.settings, DncApiSettings)
         return self.settings
+
+    def key(self) -> SecretStr | None:
+        """The key (the ``key_setting`` setting), or ``None``."""
+        value = getattr(self.config, self.key_setting, None)
+        return value if isinstance(value, SecretStr) else None
 
     def credentials(self) -> Credentials:
         """How the key travels (a header or a query parameter)."""
@@ -115,7 +122,8 @@ class DncApiStation(Station):
         from waystation_dnc.lists import scrub_target
 
         cfg = self.config
-        if cfg.api_key is None or not cfg.api_key.get_secret_value():
+        key = self.key()
+        if key is None or not key.get_secret_value():
             raise AuthError(f"no {self.vendor} key: set {self.key_env}")
         number = scrub_target(ctx.data)
         if isinstance(number, str):
@@ -127,7 +135,7 @@ class DncApiStation(Station):
         resp = await self.lookup(self._http, f"{number:010d}")
         lists = await self.lists_of(resp, f"{number:010d}")
         if lists is None:
-            return Outcome(cost=cfg.price, misses={"dnc_listed": f"{self.vendor}: the number is not valid"})
+            return Outcome(cost=cfg.price, misses={"dnc_listed": self.invalid_reason})
         counted = [name for name in lists if name not in cfg.ignore_lists]
         return Outcome({"dnc_listed": bool(counted), "dnc_lists": counted}, cost=cfg.price)
 

@@ -82,12 +82,13 @@ class BlacklistAllianceStation(DncApiStation):
     vendor_hosts: ClassVar[tuple[str, ...]] = ("api.blacklistalliance.net",)
     vendor: ClassVar[str] = "Blacklist Alliance"
     key_env: ClassVar[str] = "BLACKLIST_ALLIANCE_KEY"
+    invalid_reason: ClassVar[str] = "Blacklist Alliance: the number is not valid"
 
     def credentials(self) -> Credentials:
         """The key as the ``key`` query parameter (the vendor's design)."""
         from waystation.http import Credentials
 
-        return Credentials(params={"key": self.config.api_key})
+        return Credentials(params={"key": self.key()})
 
     async def lookup(self, http: VendorClient, number: str) -> VendorResponse:
         """``GET /lookup?ver=v5&resp=json&phone=...``."""

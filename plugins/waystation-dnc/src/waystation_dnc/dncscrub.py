@@ -86,12 +86,13 @@ class DNCScrubApiStation(DncApiStation):
     vendor_hosts: ClassVar[tuple[str, ...]] = ("www.dncscrub.com", "dataapi.dncscrub.com")
     vendor: ClassVar[str] = "DNCScrub"
     key_env: ClassVar[str] = "DNCSCRUB_API_KEY"
+    invalid_reason: ClassVar[str] = "DNCScrub: the number is not valid (ResultCode I)"
 
     def credentials(self) -> Credentials:
         """The key as the ``loginId`` header."""
         from waystation.http import Credentials
 
-        return Credentials(headers={"loginId": self.config.api_key})
+        return Credentials(headers={"loginId": self.key()})
 
     async def lookup(self, http: VendorClient, number: str) -> VendorResponse:
         """``GET /app/main/rpc/scrub?phoneList=...&version=5&output=json``."""

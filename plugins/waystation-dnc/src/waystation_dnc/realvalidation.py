@@ -18,32 +18,22 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
-from waystation import (
-    AuthError,
-    BreakerPolicy,
-    Outcome,
-    PermanentError,
-    QuotaExhaustedError,
-    RateLimit,
-    RetryPolicy,
-    Station,
-    StationSettings,
-    StepContext,
-    ThrottledError,
-    TransientError,
-)
-from waystation.http import VendorSettings, error_for_status
+from waystation import AuthError, PermanentError, QuotaExhaustedError, ThrottledError, TransientError
+from waystation.http import error_for_status
 
-from waystation_dnc.lists import OnListed
+from waystation_dnc.api import DncApiSettings, DncApiStation
 
 if TYPE_CHECKING:
-    from waystation.http import VendorClient
+    from waystation.http import Credentials, VendorClient, VendorResponse
 
 #: Response flag → the name reported in ``dnc_lists``.
 FLAGS = {"national_dnc": "federal", "state_dnc": "state", "dma": "dma", "litigator": "litigator"}
 
+#: The hosts the RealValidation token may be sent to (https only).
+VENDOR_HOSTS = ("api.realvalidation.com",)
 
-class RealValidationSettings(VendorSettings):
+
+class RealValidationSettings(DncApiSettings):
     """Settings of :class:`RealValidationDNCStation`.
 
     The token comes from ``REALVALIDATION_TOKEN`` (or ``token:`` in the route, not recommended);
@@ -61,15 +51,9 @@ class RealValidationSettings(VendorSettings):
                                            "publishes no list price). It is reserved before each call.")
     lists: list[str] = Field(default_factory=lambda: list(FLAGS.values()),
                              description="Which answers count as listed: federal, state, dma, litigator.")
-    on_listed: OnListed = Field(default="skip_remaining", description="Stop decision for a listed number.")
-    http_timeout: float = Field(default=10.0, gt=0, description="Seconds per HTTP request.")
 
 
-#: The hosts the RealValidation token may be sent to (https only).
-VENDOR_HOSTS = ("api.realvalidation.com",)
-
-
-class RealValidationDNCStation(Station):
+class RealValidationDNCStation(DncApiStation):
     """Scrub a phone number with RealValidation's DNC Lookup API (federal, state, DMA, litigator).
 
     Requires ``phone``; provides ``dnc_listed`` and ``dnc_lists`` like the local
@@ -79,73 +63,29 @@ class RealValidationDNCStation(Station):
     """
 
     name = "RealValidationDNCStation"
-    requires = ("phone",)
-    optional = ("phone_valid",)
-    provides = {"dnc_listed": bool, "dnc_lists": list[str]}
-    cost = 0.0
-    paid = True
-    gate = True
-    vendor_hosts: ClassVar[tuple[str, ...]] = VENDOR_HOSTS
-    timeout = 30.0
-    retry = RetryPolicy(max_attempts=3, base_delay=0.5)
-    breaker = BreakerPolicy(failure_threshold=5, reset_after=60.0)
-    rate_limit = RateLimit(per_second=10)
     Settings = RealValidationSettings
+    retry = DncApiStation.retry.model_copy(update={"max_delay": 30.0})
+    vendor_hosts: ClassVar[tuple[str, ...]] = VENDOR_HOSTS
+    vendor: ClassVar[str] = "RealValidation"
+    key_env: ClassVar[str] = "REALVALIDATION_TOKEN"
+    key_setting: ClassVar[str] = "token"
+    invalid_reason: ClassVar[str] = "RealValidation: the number does not exist"
 
-    def __init__(self, settings: StationSettings | None = None) -> None:
-        super().__init__(settings)
-        self._http: VendorClient | None = None
+    def credentials(self) -> Credentials:
+        """The token as the ``token`` query parameter (the vendor's design)."""
+        from waystation.http import Credentials
 
-    @classmethod
-    def declared_cost(cls, settings: StationSettings) -> float:
-        """Reserve the plan's price per lookup (the ``price`` setting) before each call."""
-        assert isinstance(settings, RealValidationSettings)
-        return settings.price
+        return Credentials(params={"token": self.key()})
 
-    @property
-    def config(self) -> RealValidationSettings:
-        """The settings, typed."""
-        assert isinstance(self.settings, RealValidationSettings)
-        return self.settings
+    async def lookup(self, http: VendorClient, number: str) -> VendorResponse:
+        """``GET DNCLookup.php?phone=...&output=json``."""
+        return await http.get("DNCLookup.php", params={"phone": number, "output": "json"})
 
-    async def open(self) -> None:
-        """Take the process-wide pooled client."""
-        from waystation.http import Credentials, VendorClient
-
+    async def lists_of(self, resp: VendorResponse, number: str) -> list[str] | None:
+        """The flags answered ``Y`` among the chosen ``lists``; ``None`` for a number that does not exist."""
         cfg = self.config
-        if self._http is None:
-            self._http = VendorClient(
-                self.name, cfg.base_url, vendor="RealValidation", hosts=self.vendor_hosts,
-                credentials=Credentials(params={"token": cfg.token}), allow_hosts=cfg.allow_hosts,
-                max_bytes=cfg.max_response_bytes, timeout=cfg.http_timeout, max_connections=cfg.max_connections,
-                headers={"User-Agent": "waystation-dnc"})
-            await self._http.open()
-
-    async def close(self) -> None:
-        """Give the shared client back."""
-        http, self._http = self._http, None
-        if http is not None:
-            await http.aclose()
-
-    async def process(self, ctx: StepContext) -> Outcome:
-        """One lookup for the lead's phone."""
-        from waystation_dnc.lists import scrub_target
-
-        cfg = self.config
-        if cfg.token is None or not cfg.token.get_secret_value():
-            raise AuthError("no RealValidation token: set REALVALIDATION_TOKEN")
-        number = scrub_target(ctx.data)
-        if isinstance(number, str):
-            return Outcome(misses={"dnc_listed": number})
-        if self._http is None:
-            await self.open()
-        assert self._http is not None
-        self._http.check_credentials()
-        resp = await self._http.get("DNCLookup.php", params={"phone": str(number), "output": "json"})
-        return self._outcome(resp.status, resp.text(), number)
-
-    def _outcome(self, status: int, text: str, number: int) -> Outcome:
-        cfg = self.config
+        assert isinstance(cfg, RealValidationSettings)
+        status, text = resp.status, resp.text()
         if status == 403:
             raise ThrottledError("RealValidation answered 403 (more than 10 calls per second)")
         err = error_for_status(status, {}, vendor="RealValidation", auth_hint="check REALVALIDATION_TOKEN")
@@ -162,7 +102,7 @@ class RealValidationDNCStation(Station):
             raise PermanentError(f"RealValidation answered something that is not a JSON object: {text[:80]!r}")
         code = str(body.get("RESPONSECODE", "")).strip()
         if code.lower() == "invalid-phone":
-            return Outcome(cost=cfg.price, misses={"dnc_listed": "RealValidation: the number does not exist"})
+            return None
         if code.lower() in ("unauthorized", "102"):
             raise AuthError(f"RealValidation refused the token (code {code})")
         if code.lower() in ("noaccess", "no-credits", "nocredits", "insufficient-credits"):
@@ -178,4 +118,4 @@ class RealValidationDNCStation(Station):
                 listed.append(list_name)
             elif value not in ("Y", "N"):
                 raise PermanentError(f"RealValidation answered {flag}={body.get(flag)!r}")
-        return Outcome({"dnc_listed": bool(listed), "dnc_lists": listed}, cost=cfg.price)
+        return listed
