@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from waystation.deferral import run_settled
 from waystation.engine import Engine, lead_id_of
 
 log = logging.getLogger("waystation.worker")
@@ -190,7 +191,8 @@ class Worker:
             return
         lead_id = _text(raw.get("lead_id") or lead_id_of(lead))
         try:
-            result = await self.engine.run(lead, lead_id=lead_id)
+            # a lead deferred by a vendor's wait is run again after it, never acked unfinished
+            result = await run_settled(self.engine, lead, lead_id=lead_id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug, not a step error: leave it pending for a retry elsewhere

@@ -70,6 +70,8 @@ class DncApiStation(Station):
     vendor: ClassVar[str] = ""
     key_setting: ClassVar[str] = "api_key"
     key_env: ClassVar[str] = ""
+    #: Refused before any lead runs when the key is not set (the key setting's name).
+    required_settings: ClassVar[tuple[str, ...]] = ("api_key",)
     #: The miss reason of a number the vendor says is not valid.
     invalid_reason: ClassVar[str] = "the vendor says the number is not valid"
 

@@ -69,6 +69,7 @@ class RealValidationDNCStation(DncApiStation):
     vendor: ClassVar[str] = "RealValidation"
     key_env: ClassVar[str] = "REALVALIDATION_TOKEN"
     key_setting: ClassVar[str] = "token"
+    required_settings: ClassVar[tuple[str, ...]] = ("token",)
     invalid_reason: ClassVar[str] = "RealValidation: the number does not exist"
 
     def credentials(self) -> Credentials:
