@@ -9,8 +9,9 @@ counted as an attempt — no later step starts, and the lead ends with status ``
 again later (same run, same lead id) goes on from the deferred step; nothing paid is bought twice.
 
 - :func:`run_settled` runs a lead and, while it comes back deferred, waits until ``retry_at`` and
-  runs it again (at most ``max_rounds`` times): the batch runner uses it, so a batch writes each
-  lead once, finished.
+  runs it again (at most ``max_rounds`` times, and only for waits of at most ``max_wait`` seconds,
+  15 minutes by default — a vendor asking for longer gets the lead back ``deferred`` at once): the
+  batch runner and the worker use it, so a lead is written finished whenever the wait is sane.
 - Anything else holding a :class:`~waystation.result.LeadResult` with status ``deferred`` (a
   worker, a script) re-runs it after ``retry_at`` the same way.
 """
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 #: How many times :func:`run_settled` runs a deferred lead again before returning it deferred.
 DEFAULT_ROUNDS = 5
+#: The longest wait :func:`run_settled` sits out for a deferred lead (seconds).
+DEFAULT_MAX_WAIT = 900.0
 
 
 class StepDeferred(WaystationError):
@@ -58,14 +61,17 @@ def deferral_for(exc: BaseException, policy: RetryPolicy, last_attempt: bool) ->
 
 
 async def run_settled(engine: Engine, lead: Mapping[str, Any], *, lead_id: str | None = None,
-                      max_rounds: int = DEFAULT_ROUNDS) -> LeadResult:
+                      max_rounds: int = DEFAULT_ROUNDS, max_wait: float = DEFAULT_MAX_WAIT) -> LeadResult:
     """``engine.run(lead)``, and again after each deferral's ``retry_at`` (at most ``max_rounds``
-    times); the last result is returned (still ``deferred`` if the vendor kept asking to wait)."""
+    times, each wait at most ``max_wait`` seconds); the last result is returned (still
+    ``deferred`` if the vendor kept asking to wait, or asked for longer than ``max_wait``)."""
     result = await engine.run(lead, lead_id=lead_id)
     rounds = 0
     while result.status == "deferred" and rounds < max_rounds:
-        rounds += 1
         wait = max(0.0, (result.retry_at or 0.0) - time.time())
+        if wait > max_wait:
+            break
+        rounds += 1
         if wait and not stamina.is_testing():
             await asyncio.sleep(wait)
         result = await engine.run(lead, lead_id=lead_id or result.lead_id)

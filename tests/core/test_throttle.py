@@ -259,3 +259,13 @@ async def test_a_shorter_pause_never_shortens_a_longer_one() -> None:
     finally:
         await shared.aclose()
         await purge_prefix(prefix)
+
+
+async def test_run_settled_does_not_sit_out_a_wait_longer_than_max_wait(server: HTTPServer) -> None:
+    vendor = Vendor(server, wait=3600.0)
+    engine = Engine.from_text(route(server), [ThrottledVendor])
+    async with engine:
+        result = await run_settled(engine, {"id": "D3", "phone": "+14155550104"}, max_wait=60)
+    # it returned the lead deferred (with when to retry) instead of sitting out the hour
+    assert result.status == "deferred" and result.retry_at is not None and result.retry_at > time.time() + 3000
+    assert [s for _, s in vendor.arrivals] == [429]
