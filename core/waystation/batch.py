@@ -684,6 +684,8 @@ class BatchRunner:
                 state.leads.update(meta.get("leads") or {})
             ledger = await budget_ledger(store, run_id)
             ledger.restore(batch_budget)
+            for item in ledger.rejected:
+                self._err(f"warning: a saved state of run {run_id} was rejected (no spend credited from it): {item}")
             started_at = float(meta.get("started_at") or now)
         else:
             run_id = cfg.run_id or new_run_id(route.name)

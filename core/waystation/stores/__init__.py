@@ -181,6 +181,8 @@ class BudgetLedger(BaseModel):
     finished: int = 0
     spent_micros: int = 0
     intents: list[LiveIntent] = Field(default_factory=list)
+    #: saved states left out because they cannot be trusted: "<lead id>: <reason>" (first 100)
+    rejected: list[str] = Field(default_factory=list)
 
     @property
     def intent_micros(self) -> int:
@@ -218,7 +220,18 @@ async def budget_ledger(store: CheckpointStore, run_id: str, *, lease_seconds: f
     """Recompute a run's spend from its saved lead states (one pass, memory flat)."""
     now = time.time() if now is None else now
     ledger = BudgetLedger(run_id=run_id)
+    from waystation.saved import check_state
+
     async for state in store.iter_states(run_id):
+        problem = check_state(state)
+        if problem is not None:  # tampered or corrupt: never trusted (a negative spend is no credit)
+            if len(ledger.rejected) < 100:
+                lid = state.get("lead_id") if isinstance(state, dict) else None
+                ledger.rejected.append(f"{str(lid)[:60]}: {problem}")
+            spent = state.get("spent_micros") if isinstance(state, dict) else None
+            if isinstance(spent, int) and not isinstance(spent, bool) and spent > 0:
+                ledger.spent_micros += spent  # conservative: a positive spend may be real
+            continue
         ledger.leads += 1
         if state.get("status", "running") != "running":
             ledger.finished += 1
@@ -272,6 +285,17 @@ def dumps(obj: Any) -> str:
 def loads(text: str | bytes) -> Any:
     """Parse what :func:`dumps` wrote."""
     return _orjson.loads(text) if _orjson is not None else json.loads(text)
+
+
+def load_state(text: str | bytes, lead_id: str | bytes) -> Any:
+    """A saved lead state; one that is not valid JSON (a corrupt or tampered store) comes back as
+    ``{"lead_id": ..., "unreadable": reason}``, which :func:`waystation.saved.check_state`
+    rejects, instead of an exception that would stop a batch."""
+    try:
+        return loads(text)
+    except ValueError as exc:
+        lid = lead_id.decode("utf-8", "replace") if isinstance(lead_id, bytes) else lead_id
+        return {"lead_id": lid, "unreadable": f"not valid JSON ({str(exc).splitlines()[0][:120]})"}
 
 
 class DeferredErrors:

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from waystation.stores import DeferredErrors, StoreStats, _check_ids, dumps, loads
+from waystation.stores import DeferredErrors, StoreStats, _check_ids, dumps, load_state, loads
 from waystation.stores._group import GroupCommitter, GroupedSaves, LeadSave, encode_latest
 
 
@@ -39,7 +39,7 @@ class MemoryStore(GroupedSaves):
         self._check_open()
         self.stats.loads += 1
         text = self._leads.get(run_id, {}).get(lead_id)
-        return None if text is None else loads(text)
+        return None if text is None else load_state(text, lead_id)
 
     async def iter_states(self, run_id: str) -> AsyncIterator[dict[str, Any]]:
         """Every lead state of ``run_id``, by lead id."""
@@ -48,7 +48,7 @@ class MemoryStore(GroupedSaves):
         for lead_id in sorted(leads):
             text = leads.get(lead_id)
             if text is not None:
-                yield loads(text)
+                yield load_state(text, lead_id)
 
     async def save_run(self, run_id: str, meta: dict[str, Any]) -> None:
         """Save a run's metadata."""
@@ -79,7 +79,7 @@ class MemoryStore(GroupedSaves):
         await self._group.drain()
         removed, runs = 0, set()
         for run, leads in self._leads.items():
-            for lead in [k for k, text in leads.items() if match(loads(text))]:
+            for lead in [k for k, text in leads.items() if match(load_state(text, k))]:
                 removed += 1
                 runs.add(run)
                 if not dry_run:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from waystation.stores import DeferredErrors, StoreStats, _check_ids, dumps, loads, redact_url
+from waystation.stores import DeferredErrors, StoreStats, _check_ids, dumps, load_state, loads, redact_url
 from waystation.stores._group import GroupCommitter, GroupedSaves, LeadSave, encode_latest
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ class RedisStore(GroupedSaves):
         async for key in self.client.scan_iter(match=f"{self.prefix}:{{*}}:leads", count=500):
             hits: list[bytes] = []
             async for lead_id, raw in self.client.hscan_iter(key, count=500):
-                if match(loads(raw)):
+                if match(load_state(raw, lead_id)):
                     hits.append(lead_id)
             if hits:
                 runs += 1
@@ -140,7 +140,7 @@ class RedisStore(GroupedSaves):
         self._check_open()
         self.stats.loads += 1
         raw = await self._reads.submit((run_id, lead_id))
-        return None if raw is None else loads(raw)
+        return None if raw is None else load_state(raw, lead_id)
 
     async def iter_states(self, run_id: str) -> AsyncIterator[dict[str, Any]]:
         """Every lead state of ``run_id`` (``HSCAN`` in pages; duplicates HSCAN may return during
@@ -151,7 +151,7 @@ class RedisStore(GroupedSaves):
             if lead_id in seen:
                 continue
             seen.add(lead_id)
-            yield loads(raw)
+            yield load_state(raw, lead_id)
 
     async def load_run(self, run_id: str) -> dict[str, Any] | None:
         """A run's metadata, or ``None``."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, overload
 from urllib.parse import unquote, urlsplit
 
-from waystation.stores import DeferredErrors, StoreStats, _check_ids, _query, dumps, loads
+from waystation.stores import DeferredErrors, StoreStats, _check_ids, _query, dumps, load_state, loads
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS lead_state (
@@ -280,7 +280,7 @@ class SQLiteStore:
         self.stats.loads += 1
         row = self._read("SELECT state FROM lead_state WHERE run_id = ? AND lead_id = ?", (run_id, lead_id),
                          one=True)
-        return None if row is None else loads(row[0])
+        return None if row is None else load_state(row[0], lead_id)
 
     async def iter_states(self, run_id: str) -> AsyncIterator[dict[str, Any]]:
         """Every lead state of ``run_id``, read in pages of 500 by lead id."""
@@ -290,8 +290,8 @@ class SQLiteStore:
             rows: list[tuple[str, str]] = self._read(
                 "SELECT lead_id, state FROM lead_state WHERE run_id = ? AND lead_id > ? ORDER BY lead_id LIMIT ?",
                 (run_id, after, _PAGE))
-            for _, text in rows:
-                yield loads(text)
+            for lead_id, text in rows:
+                yield load_state(text, lead_id)
             if len(rows) < _PAGE:
                 return
             after = rows[-1][0]
@@ -339,7 +339,7 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 hits = [(run, lead) for run, lead, text in conn.execute("SELECT run_id, lead_id, state FROM lead_state")
-                        if match(loads(text))]
+                        if match(load_state(text, lead))]
                 if not dry_run:
                     conn.executemany("DELETE FROM lead_state WHERE run_id = ? AND lead_id = ?", hits)
                 conn.execute("COMMIT")
