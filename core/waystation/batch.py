@@ -91,6 +91,7 @@ from waystation.csvsafe import escape_row
 from waystation.deferral import run_settled
 from waystation.engine import Engine, lead_id_of
 from waystation.errors import WaystationError
+from waystation.http import credential_overrides
 from waystation.lead import STANDARD_INPUT_FIELDS
 from waystation.metrics import Metrics
 from waystation.plan import Plan, compile_route
@@ -635,6 +636,8 @@ class BatchRunner:
         if cfg.concurrency < 1:
             raise BatchError("--concurrency must be at least 1")
         route, plan, fmt, header = compile_for_input(cfg, self.host)
+        for notice in credential_overrides(plan):
+            self._err(f"warning: {notice}")
         out_path, rej_path = cfg.output_path(), cfg.rejects_path()
         if out_path.resolve() == cfg.input.resolve():
             raise BatchError(f"{out_path}: the output would overwrite the input")

@@ -37,7 +37,8 @@ What it gives every station, so that none of them writes it again:
 - **Credentials only to their vendor** (:class:`Credentials`, :class:`HostPolicy`): the key is
   attached per request, only to ``https`` URLs of the station's declared ``vendor_hosts`` — or to
   hosts a route explicitly allows (``allow_hosts``: a proxy or a test server, http allowed), an
-  override the station logs when it opens and the CLI prints before a run. Anywhere else the
+  override printed by ``waystation check`` and at the start of ``waystation run`` (and logged when
+  the station opens). Anywhere else the
   request is refused (:class:`CredentialRefused`) and nothing is sent.
 - **Redirects only to the same host** (``follow_redirects=True``); a redirect to another host is
   :class:`RedirectRefused`. TLS certificates are always verified: there is no switch to turn it off.
@@ -52,7 +53,7 @@ import json
 import logging
 import weakref
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
@@ -76,6 +77,8 @@ from waystation.station import StationSettings
 if TYPE_CHECKING:
     import httpx
 
+    from waystation.plan import Plan, PlannedStep
+
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "BadRequestError",
@@ -90,6 +93,8 @@ __all__ = [
     "VendorResponse",
     "VendorSettings",
     "classify_status",
+    "credential_override",
+    "credential_overrides",
     "error_for_status",
     "parse_reset",
     "parse_retry_after",
@@ -727,7 +732,18 @@ def _refusal(station: str, url: str, policy: HostPolicy) -> str:
             f"allow it explicitly in the step's settings: allow_hosts: [{urlsplit(url).hostname}]")
 
 
-def credential_overrides(settings: object, station_hosts: Sequence[str] = ()) -> list[str]:
-    """The hosts a station's settings allow besides its vendor hosts (for preflight output)."""
-    hosts = getattr(settings, "allow_hosts", ()) or ()
-    return [h for h in hosts if h not in station_hosts]
+def credential_override(step: PlannedStep) -> str | None:
+    """The notice for a step whose route lets its key go to hosts besides the station's declared
+    vendor hosts (``allow_hosts``), or ``None``."""
+    hosts = tuple(getattr(step.settings, "allow_hosts", ()) or ())
+    if step.station is None or not step.enabled or not hosts:
+        return None
+    own = ", ".join(getattr(step.station, "vendor_hosts", ()) or ()) or "none declared"
+    return (f"step {step.id!r}: {step.station.name} may send its key to {', '.join(hosts)} (allow_hosts), "
+            f"besides its vendor hosts ({own}); http allowed there")
+
+
+def credential_overrides(plan: Plan) -> list[str]:
+    """One line per step with a credential override (see :func:`credential_override`): printed by
+    ``waystation check`` and at the start of ``waystation run`` so that it is never silent."""
+    return [line for ps in plan.steps if (line := credential_override(ps)) is not None]

@@ -221,6 +221,11 @@ class _Compiler:
         levels: list[list[PlannedStep]] = [[] for _ in range(max((s.level for s in steps), default=0) + 1)]
         for s in steps:
             levels[s.level].append(s)
+        from waystation.http import credential_override
+
+        for s in steps:  # a key allowed to go elsewhere than its vendor is never silent
+            if (notice := credential_override(s)) is not None:
+                self.warnings.append(self.route.problem(notice, "steps", s.index, "settings"))
         return Plan(self.route, steps, levels, self.inputs, self.warnings)
 
     def _step(self, i: int, spec: StepSpec) -> PlannedStep:

@@ -331,3 +331,35 @@ async def test_tls_is_verified() -> None:
     pool = http.client._transport._pool  # type: ignore[attr-defined]
     assert pool._ssl_context.verify_mode == ssl.CERT_REQUIRED and pool._ssl_context.check_hostname
     await http.aclose()
+
+
+def test_credential_overrides_of_a_plan_are_listed() -> None:
+    from typing import Any, ClassVar
+
+    from waystation import Engine, Outcome, Station, StepContext
+
+    class KeyedSettings(VendorSettings):
+        api_key: SecretStr | None = None
+
+    class Keyed(Station):
+        """A station with a key."""
+
+        name = "Keyed"
+        provides: ClassVar[dict[str, Any]] = {"x": str}
+        Settings = KeyedSettings
+        vendor_hosts = ("api.keyed.example",)
+
+        async def process(self, ctx: StepContext) -> Outcome:
+            return Outcome()
+
+    text = ("name: r\nsteps:\n  - station: Keyed\n    settings: {allow_hosts: ['127.0.0.1:8080']}\n"
+            "  - {id: plain, station: Keyed, after: Keyed}\n")
+    plan = Engine.from_text(text, [Keyed]).plan
+    from waystation.http import credential_overrides
+
+    assert credential_overrides(plan) == [
+        "step 'Keyed': Keyed may send its key to 127.0.0.1:8080 (allow_hosts), besides its vendor hosts "
+        "(api.keyed.example); http allowed there"]
+    # `waystation check` and `run --dry-run` print the plan's warnings: the override is one of them
+    [warning] = [w for w in plan.warnings if "allow_hosts" in str(w)]
+    assert warning.line == 4 and "127.0.0.1:8080" in warning.message

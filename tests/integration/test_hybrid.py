@@ -578,6 +578,10 @@ async def test_cli_run_reports_what_the_vendors_were_paid(vendors: Vendors, tmp_
          "--no-progress"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # the route lets the keys go to the plain-http test servers: said before the run, never silent
+    said = " ".join(proc.stderr.split())
+    for station in ("SkipTracingStation", "TelnyxGatekeepStation"):
+        assert f"'{station}': {station} may send its key to 127.0.0.1 (allow_hosts)" in said
     with out.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert sorted(r["id"] for r in rows) == [lead["id"] for lead in LEADS]
