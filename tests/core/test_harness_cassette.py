@@ -137,3 +137,29 @@ async def test_cassette_fixture_replays(tmp_path: Path, cassette: Callable[..., 
                      "body": "[[\"B19013_001E\",\"zcta\"],[\"106509\",\"10001\"]]"}}]}))
     base = cassette(path, real_url="https://api.census.gov", secrets=["k"])
     assert (await _run(base, "k", "10001")).fields == {"median_income": 106509}
+
+
+async def test_a_key_with_plus_slash_equals_is_scrubbed_in_every_form(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+    from urllib.parse import quote
+
+    key = "live+KEY/98765=="
+    with FakeVendor() as real:
+        def answer(req: Any) -> Reply:
+            if req.args.get("key") != key:
+                return Reply.json({"error": "bad key"}, status=401)
+            echo = f"{quote(key, safe='')} {base64.b64encode(key.encode()).decode()}"
+            return Reply.json([["B19013_001E", "zcta"], ["106509", "10001"]], headers={"X-Echo": echo})
+        real.handle("/data/2022/acs/acs5", answer)
+        path = tmp_path / "c.json"
+        monkeypatch.setenv("WAYSTATION_RECORD", "1")
+        with FakeVendor() as proxy:
+            rec = Cassette(path, real_url=real.url, secrets=[key])
+            r = await _run(rec.attach(proxy), key, "10001")
+            rec.save()
+    assert r.fields == {"median_income": 106509}
+    text = path.read_text()
+    for form in (key, quote(key, safe=""), base64.b64encode(key.encode()).decode(), json.dumps(key)[1:-1]):
+        assert form not in text, form
+    assert json.loads(text)["interactions"][0]["response"]["headers"]["X-Echo"] == f"{SCRUBBED} {SCRUBBED}"

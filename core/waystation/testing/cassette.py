@@ -101,11 +101,15 @@ class Cassette:
     # -- scrubbing --------------------------------------------------------------------------
 
     def _scrub_text(self, text: str) -> str:
+        from waystation.redact import variants
+
         for s in self.secrets:
-            text = text.replace(s, SCRUBBED)
-            escaped = json.dumps(s)[1:-1]
-            if escaped != s:
-                text = text.replace(escaped, SCRUBBED)
+            # the raw value, its URL-encoded and base64 forms, and each of those as escaped in JSON
+            for v in sorted(variants(s), key=len, reverse=True):
+                text = text.replace(v, SCRUBBED)
+                escaped = json.dumps(v)[1:-1]
+                if escaped != v:
+                    text = text.replace(escaped, SCRUBBED)
         return text
 
     def _scrub_pairs(self, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
