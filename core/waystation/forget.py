@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,16 @@ def normalize_email(text: object) -> str | None:
     """An e-mail address compared case-insensitively, or ``None`` when it is not one."""
     value = str(text).strip().lower()
     return value if "@" in value and len(value) <= 320 else None
+
+
+def _normalized(values: Iterable[str], norm: Callable[[object], str | None], what: str) -> frozenset[str]:
+    out = set()
+    for value in values:
+        n = norm(value)
+        if n is None:
+            raise ValueError(f"not {what}: {value!r}")
+        out.add(n)
+    return frozenset(out)
 
 
 @dataclass(frozen=True)
@@ -92,21 +102,11 @@ class ForgetRequest:
         """A request from what a user typed (phones and e-mails normalised); raises ``ValueError``
         when nothing usable names a person."""
         ids = frozenset(str(i) for i in lead_ids if str(i).strip())
-        ph = set()
-        for p in phones:
-            n = normalize_phone(p)
-            if n is None:
-                raise ValueError(f"not a phone number: {p!r}")
-            ph.add(n)
-        em = set()
-        for e in emails:
-            n = normalize_email(e)
-            if n is None:
-                raise ValueError(f"not an e-mail address: {e!r}")
-            em.add(n)
+        ph = _normalized(phones, normalize_phone, "a phone number")
+        em = _normalized(emails, normalize_email, "an e-mail address")
         if not (ids or ph or em):
             raise ValueError("name the person: --lead-id, --phone or --email")
-        return cls(ids, frozenset(ph), frozenset(em), **kwargs)
+        return cls(ids, ph, em, **kwargs)
 
     def matches(self, lead_id: object, *records: Any) -> bool:
         """Whether a lead (its id and its records: input, outcomes...) is the person."""

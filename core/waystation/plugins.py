@@ -13,7 +13,8 @@ Environment:
 - ``WAYSTATION_EXTRA_PLUGINS=module:attr,module2``: a development aid: also register these
   importable objects (modules, or attributes of modules) as plugins, as if an installed
   distribution's entry point named them. Lets a test or a station under development run through
-  the real ``waystation`` command without packaging it.
+  the real ``waystation`` command without packaging it. **Trusted input only**: it imports (and
+  so runs) any module it names, like an installed plugin; never let untrusted parties set it.
 """
 
 from __future__ import annotations
