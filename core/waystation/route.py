@@ -164,8 +164,12 @@ _YAML_PROBLEMS = (
                                "quote values starting with @ or `)"),
     ("could not find expected ':'", "a key without ':' (or an unclosed quote on an earlier line)"),
     ("found unexpected end of stream", "the file ends inside a quote or a bracket"),
-    ("did not find expected key", "a list item or key at the wrong indentation"),
+    ("did not find expected key", "a key at the wrong indentation (keys of one mapping start at the same "
+                                  "column)"),
+    ("did not find expected '-' indicator", "the indentation does not match the lines above (items of one "
+                                            "list start with '- ' at the same column)"),
     ("while parsing a flow", "an unclosed [ or {"),
+    ("did not find expected ',' or", "an unclosed [ or {, or a missing comma"),
 )
 
 

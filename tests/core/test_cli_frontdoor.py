@@ -124,7 +124,8 @@ def test_check_and_run_give_the_same_code_for_a_route_error(tmp_path: Path) -> N
     run = piped("run", str(route), str(leads), "--checkpoint", f"sqlite:///{tmp_path / 'ck.db'}")
     assert check.code == run.code == 2
     for r in (check, run):
-        assert f"{route}:4:4: invalid YAML in `settings: {{}}`: the indentation does not match" in r.err
+        assert f"{route}:4:4: invalid YAML in `settings: {{}}`: the indentation does not match the lines " \
+               "above" in r.err
         assert "error(s)" not in r.err and "route not valid for this input" not in r.err
         no_traceback(r.err)
         assert len(r.err.strip().splitlines()) == 2
@@ -245,3 +246,25 @@ def test_log_format_json_to_a_file(tmp_path: Path) -> None:
     assert "retrying" not in quiet.err
     text = piped("stations", env=env)
     assert "retrying X [station=X lead_id=L1 attempt=2 category=timeout]" in text.err
+
+
+# -- init ----------------------------------------------------------------------------------------
+
+
+def test_init_writes_a_starter_project_and_keeps_what_exists(tmp_path: Path) -> None:
+    target = tmp_path / "proj"
+    ran = piped("init", str(target))
+    assert ran.code == 0, ran.err
+    for rel in ("routes/free-only.yaml", "routes/hybrid-smart.yaml", "examples/leads.csv",
+                "examples/dnc/internal.txt", "README.md", ".gitignore"):
+        assert (target / rel).is_file(), rel
+    env_example = (target / ".env.example").read_text()
+    assert "WAYSTATION_LONG_API_KEY=" in env_example and "# The vendor key." in env_example
+    assert "WAYSTATION_LONG_THRESHOLD" not in env_example  # neither secret nor required
+    (target / "routes" / "free-only.yaml").write_text("# mine\n")
+    again = piped("init", str(target))
+    assert again.code == 0 and "kept" in again.out
+    assert (target / "routes" / "free-only.yaml").read_text() == "# mine\n"
+    (tmp_path / "afile").write_text("x")
+    refused = piped("init", str(tmp_path / "afile"))
+    assert refused.code == 2 and "is a file" in refused.err

@@ -37,14 +37,25 @@ def station_row(info: StationInfo) -> dict[str, Any]:
     }
 
 
+def _env_name(name: str, prefix: str, alias: Any) -> str:
+    """The environment variable pydantic-settings reads for a field (an alias replaces the prefix)."""
+    if isinstance(alias, str):
+        return alias.upper()
+    choices = getattr(alias, "choices", None)
+    if choices:
+        names = [c for c in choices if isinstance(c, str)]
+        if names:
+            return names[0].upper()
+    return f"{prefix}{name}".upper()
+
+
 def settings_rows(info: StationInfo) -> list[dict[str, Any]]:
     """Each setting of the station: name, type, default, whether required/secret, env variable."""
     model = info.cls.Settings
     prefix = str(model.model_config.get("env_prefix") or "")
     rows = []
     for name, field in model.model_fields.items():
-        alias = field.validation_alias if isinstance(field.validation_alias, str) else field.alias
-        env = (alias or f"{prefix}{name}").upper()
+        env = _env_name(name, prefix, field.validation_alias or field.alias)
         ann = field.annotation
         tname = _type_name(ann) if ann is not None else "any"
         secret = "Secret" in tname

@@ -239,6 +239,7 @@ def plugins(ctx: click.Context, fmt: str | None, as_json: bool) -> None:
 
 from waystation.cli.breaker import breaker  # noqa: E402  (light: imports redis on use)
 from waystation.cli.forget import forget_command  # noqa: E402  (light: imports on use)
+from waystation.cli.init import init_command  # noqa: E402
 from waystation.cli.new_plugin import new_plugin  # noqa: E402
 from waystation.cli.run import report_command, run_command  # noqa: E402  (light: imports on use)
 from waystation.cli.runs import runs  # noqa: E402
@@ -249,6 +250,7 @@ cli.add_command(report_command)
 cli.add_command(runs)
 cli.add_command(forget_command)
 cli.add_command(new_plugin)
+cli.add_command(init_command)
 cli.add_command(breaker)
 cli.add_command(enqueue_command)
 cli.add_command(worker_command)
