@@ -14,14 +14,18 @@ depending on timing. Results are never kept beyond that window: the report aggre
 
 Output columns
 --------------
-CSV output has every input column (the header, in order), then every field the route's steps may
-add (route order), then:
+CSV output has every input column (the header, in order), then ``<column>_input`` for every input
+column a step may change, then every field the route's steps may add (route order), then:
 
 - ``_lead_id``: the lead's stable id;
 - ``_status``: ``succeeded``, ``stopped`` (a station ended the route early, keeping the data),
   ``failed``, or ``rejected`` (the input record was malformed; the lead never ran);
 - ``_reason``: why it stopped, failed or was rejected (empty when it succeeded);
 - ``_cost``: what the lead cost in USD.
+
+Input is never lost: a column a station normalised (``(212) 555-0123`` → ``+12125550123``),
+filled in or cleared (an unusable phone) holds the route's value, and ``<column>_input`` holds,
+on every row, the value the file had (:func:`output_row`; the same rule for CSV and JSONL).
 
 JSONL output has the same keys in each object. With JSONL input and CSV output, the CSV columns
 are the first record's keys (keys first seen in later records are dropped from CSV output; use
@@ -514,16 +518,43 @@ def new_run_id(route_name: str) -> str:
     return f"{slug}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
+#: Suffix of the column that keeps an input value a station changed (see "Input is never lost").
+INPUT_SUFFIX = "_input"
+
+
+def provided_fields(plan: Plan) -> frozenset[str]:
+    """Every field some step of ``plan`` may set (or clear)."""
+    return frozenset(f for s in plan.steps for f in s.provides)
+
+
 def output_columns(plan: Plan, input_columns: Sequence[str]) -> list[str]:
-    """Input columns, then each field the route may add (route order), then the status columns."""
+    """Input columns, then ``<column>_input`` for each input column a step may change, then each
+    field the route may add (route order), then the status columns."""
     cols = list(input_columns)
     seen = set(cols)
+    provided = provided_fields(plan)
+    for c in input_columns:
+        kept = c + INPUT_SUFFIX
+        if c in provided and kept not in seen:
+            cols.append(kept)
+            seen.add(kept)
     for s in plan.steps:
         for f in s.provides:
             if f not in seen:
                 cols.append(f)
                 seen.add(f)
     return cols + [c for c in STATUS_COLUMNS if c not in seen]
+
+
+def output_row(record: Mapping[str, Any] | None, data: Mapping[str, Any], provided: frozenset[str]) -> dict[str, Any]:
+    """One output row: the lead's final ``data`` (a field a station normalised, filled in or cleared
+    holds the route's value) plus, for every input field a step may change, ``<field>_input`` with
+    the value the file had. So no input value is ever lost."""
+    row = dict(data)
+    for k, v in (record or {}).items():
+        if k in provided and k + INPUT_SUFFIX not in (record or {}):
+            row[k + INPUT_SUFFIX] = v
+    return row
 
 
 def input_fields(cfg: BatchConfig, route: Route) -> tuple[Format, list[str] | None, list[str] | None]:
@@ -588,6 +619,7 @@ class BatchRunner:
         self._tasks: set[asyncio.Task[LeadResult]] = set()
         self._cancel_handle: asyncio.TimerHandle | None = None
         self._progress: Progress | None = None
+        self._provided: frozenset[str] = frozenset()
         self._task_id: TaskID | None = None
         self.resume_command = ""
 
@@ -735,6 +767,7 @@ class BatchRunner:
         engine = Engine(plan, self.host, checkpointer=store, run_id=run_id, batch_budget=batch_budget)
         reader = open_reader(cfg.input, fmt, cfg.max_field_size)
         reader.required = frozenset(plan.requirements())
+        self._provided = provided_fields(plan)
         output = OutputWriter(out_path, out_fmt, columns, out_offset, escape_formulas=cfg.escape_formulas)
         rejects = RejectsWriter(rej_path, rej_offset)
         loop = asyncio.get_running_loop()
@@ -932,7 +965,7 @@ class BatchRunner:
                 lid = str(rec.lead["id"])
         else:
             status, reason, lid, cost = result.status, result.reason, result.lead_id, result.total_cost
-            data = dict(result.data)
+            data = output_row(rec.lead, result.data, self._provided)
         row = {**data, "_lead_id": lid, "_status": status, "_reason": reason, "_cost": round(cost, 6)}
         output.write(row)
         if status in ("failed", "rejected"):

@@ -73,7 +73,7 @@ def quickstart_command() -> str:
 def _ignore(directory: str, names: list[str]) -> set[str]:
     junk = {".git", ".venv", ".tox", "out", ".waystation", "__pycache__", ".pytest_cache", ".mypy_cache",
             ".ruff_cache", "build", "dist"}
-    return {n for n in names if n in junk or n.endswith(".egg-info")}
+    return {n for n in names if n in junk or n.endswith(".egg-info") or n.startswith(".venv")}
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +145,26 @@ def test_every_lead_is_present_once_and_none_failed(fresh: dict[str, Any]) -> No
     for station in ("IdentityResolutionStation", "DNCScrubStation", "IncomeStation", "DatabaseSaveStation"):
         assert station[:18] in out
     assert "TruePeopleSearch" in out
+
+
+def test_input_is_never_lost(fresh: dict[str, Any]) -> None:
+    """Every input column keeps the value the file had: in the column itself, or in
+    ``<column>_input`` where a station may change it (the README's rule)."""
+    with (ROOT / "examples" / "leads.csv").open(newline="", encoding="utf-8") as fh:
+        leads = list(csv.DictReader(fh))
+    header = list(leads[0])
+    rows = fresh["rows"]
+    assert list(rows[0])[: len(header)] == header
+    assert len(rows) == len(leads)
+    changed = 0
+    for lead, row in zip(leads, rows, strict=True):
+        for col in header:
+            kept = row[col + "_input"] if col + "_input" in row else row[col]
+            assert kept == lead[col], (col, lead, row)
+            changed += row.get(col + "_input", row[col]) != row[col]
+    assert changed > 100  # the identity station normalises many phones, names and states
+    broken = [r for r in rows if r["phone_input"] and r["phone_valid"] == "false"]
+    assert broken and all(r["phone"] == "" for r in broken)  # cleared, yet the raw value is kept
 
 
 def test_normalised_phones_are_valid_e164(fresh: dict[str, Any]) -> None:
