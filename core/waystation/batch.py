@@ -427,12 +427,53 @@ class OutputWriter(_Appender):
 
 
 class RejectsWriter(_Appender):
-    """The rejects file (JSONL): failed leads and rejected records."""
+    """The rejects file (JSONL): failed leads and rejected records.
+
+    Created only when there is something to write: a run with no failed or rejected lead leaves
+    no (empty) rejects file, and a stale one from an earlier run at the same path is removed.
+    """
+
+    def __init__(self, path: Path, offset: int) -> None:  # noqa: D107 - opening deferred, see the class
+        self.path = path
+        self.offset = offset
+        self.pending = 0
+        self._buf = io.StringIO()
+        self._opened = False
+        if offset and path.exists():
+            self._open()
+        elif not offset:
+            path.unlink(missing_ok=True)
+
+    def _open(self) -> None:
+        super().__init__(self.path, self.offset)
+        self._opened = True
+
+    @property
+    def created(self) -> bool:
+        """Whether the file exists (something was written to it, now or before a resume)."""
+        return self._opened
 
     def write(self, entry: Mapping[str, Any]) -> None:
         """Buffer one entry."""
         self._buf.write(_clean(json.dumps(entry, ensure_ascii=False, default=str)) + "\n")
         self.pending += 1
+
+    def flush(self) -> int:
+        """Write the buffer (creating the file on the first entry); returns the file's length."""
+        if not self._opened:
+            if not self._buf.getvalue():
+                self.pending = 0
+                return self.offset
+            buffered = self._buf.getvalue()
+            self._open()
+            self._buf.write(buffered)
+        return super().flush()
+
+    def close(self) -> None:
+        """Flush and close (nothing to close when nothing was written)."""
+        self.flush()
+        if self._opened:
+            self._f.close()
 
 
 # ============================================================================ the runner
@@ -1020,7 +1061,7 @@ class BatchRunner:
             console=self.console, transient=False, refresh_per_second=4,
         )
         self._t0 = time.monotonic()
-        self._task_id = self._progress.add_task("run", total=max(1, reader.size), leads=state.written,
+        self._task_id = self._progress.add_task("run", total=self._progress_total(reader), leads=state.written,
                                                 rate=0.0, spend=budget.spent)
         self._progress.start()
 
@@ -1028,10 +1069,20 @@ class BatchRunner:
         if self._progress is None or self._task_id is None:
             return
         elapsed = max(1e-9, time.monotonic() - self._t0)
-        self._progress.update(self._task_id, completed=reader.bytes_read, leads=state.written,
+        # with --limit the bar counts records (the file's bytes would end it at limit/size); else bytes
+        done = state.written if self.cfg.limit is not None else reader.bytes_read
+        self._progress.update(self._task_id, completed=done, leads=state.written,
                               rate=state.session_written / elapsed, spend=budget.spent)
 
+    def _progress_total(self, reader: LeadReader) -> int:
+        return max(1, self.cfg.limit) if self.cfg.limit is not None else max(1, reader.size)
+
     def _stop_progress(self) -> None:
+        if self._progress is not None and self._task_id is not None \
+                and self._exhausted and not (self._halted or self._fatal):
+            with contextlib.suppress(Exception):  # a finished run ends at 100%
+                total = self._progress.tasks[0].total
+                self._progress.update(self._task_id, completed=total)
         if self._progress is not None:
             with contextlib.suppress(Exception):
                 self._progress.stop()

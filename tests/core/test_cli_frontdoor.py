@@ -268,3 +268,23 @@ def test_init_writes_a_starter_project_and_keeps_what_exists(tmp_path: Path) -> 
     (tmp_path / "afile").write_text("x")
     refused = piped("init", str(tmp_path / "afile"))
     assert refused.code == 2 and "is a file" in refused.err
+
+
+# -- defects named by the issue ------------------------------------------------------------------
+
+
+def test_limit_progress_ends_at_100_percent_and_no_empty_rejects_file(tmp_path: Path) -> None:
+    route = tmp_path / "noop.yaml"
+    route.write_text("name: noop\nsteps:\n  - station: Noop\n")
+    leads = tmp_path / "leads.csv"
+    leads.write_text("id,name\n" + "".join(f"L{i},Person {i}\n" for i in range(195)))
+    (tmp_path / "out.rejects.jsonl").write_text('{"stale": true}\n')  # left by an earlier run
+    ran = on_terminal("run", str(route), str(leads), "--limit", "50", "-o", str(tmp_path / "out.csv"),
+                      "--checkpoint", f"sqlite:///{tmp_path / 'ck.db'}", columns=120, env=env_for("fakevendor"))
+    assert ran.code == 0, ran.text
+    bars = [ln for ln in ran.text.replace("\r", "\n").splitlines() if "leads/s" in ln]
+    assert bars and "100%" in bars[-1], bars[-3:]
+    assert "50 leads" in bars[-1]
+    assert not (tmp_path / "out.rejects.jsonl").exists()
+    assert "rejects: none" in ran.text
+    no_traceback(ran.text)
