@@ -433,7 +433,7 @@ class RejectsWriter(_Appender):
     no (empty) rejects file, and a stale one from an earlier run at the same path is removed.
     """
 
-    def __init__(self, path: Path, offset: int) -> None:  # noqa: D107 - opening deferred, see the class
+    def __init__(self, path: Path, offset: int) -> None:
         self.path = path
         self.offset = offset
         self.pending = 0

@@ -1,6 +1,6 @@
 """The lead schema: the standard fields of a person record and their rules.
 
-Checked on each step's outcome before it is merged (see the route's ``validate:``), so that a
+Checked on each step's outcome before it is merged (see the route's ``validation:``), so that a
 station cannot write a malformed phone, e-mail or ZIP into the lead. Input fields are not checked
 here: raw input is messy by nature and normalising it is a station's job.
 """

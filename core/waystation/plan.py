@@ -72,7 +72,9 @@ class PlannedStep:
     dependents: tuple[int, ...] = ()
     level: int = 0
     requires: tuple[str, ...] = ()
-    uses: tuple[str, ...] = ()
+    #: fields the step waits for when an earlier step provides them (the station's ``optional``
+    #: plus the fields its condition tests)
+    optional: tuple[str, ...] = ()
     provides: Mapping[str, Any] = field(default_factory=dict)
     cost: float = 0.0
     timeout: float | None = None
@@ -82,6 +84,14 @@ class PlannedStep:
     in_doubt: InDoubtPolicy = "repay"
     on_error: str = "continue"
     secrets: tuple[str, ...] = ()
+
+    @property
+    def uses(self) -> tuple[str, ...]:
+        """Deprecated spelling of :attr:`optional` (kept for one release)."""
+        import warnings
+
+        warnings.warn("PlannedStep.uses is deprecated: use PlannedStep.optional", DeprecationWarning, stacklevel=2)
+        return self.optional
 
     @property
     def installed(self) -> bool:
@@ -188,7 +198,7 @@ class _Compiler:
         self.host = host
         self.problems: list[Problem] = []
         self.dropped = 0  # problems beyond what is reported (counted, not kept)
-        self.warnings: list[Problem] = []
+        self.warnings: list[Problem] = list(route.warnings)
         #: enabled steps whose station is unknown (step id -> the name suggested): errors that
         #: follow from them (an ``after:`` naming the misspelt id, a field only they would
         #: provide) are not reported again, so one typo gives one error.
@@ -298,7 +308,7 @@ class _Compiler:
                 self.problems.append(Problem(f"malformed condition: {exc.reason} (column {exc.column} of "
                                              f"{shown!r})", self.route.file,
                                              pos[0] if pos else None, col))
-        ps.uses = tuple(sorted(uses - set(ps.requires)))
+        ps.optional = tuple(sorted(uses - set(ps.requires)))
         return ps
 
     def _ids(self, steps: list[PlannedStep]) -> None:
@@ -328,7 +338,7 @@ class _Compiler:
                                 if later else "; no step provides it and it is not an input field "
                                 "(list it under 'input:' if the lead file has it)")
                         self.err(f"step {s.id!r} requires field {f!r}{hint}", *loc, "station")
-                for f in s.uses:
+                for f in s.optional:
                     deps.update(providers.get(f, []))
                 if s.spec.fallback:
                     if s.index == 0:

@@ -7,12 +7,13 @@ rules: ``02142`` stays the text "02142", ``yes``/``no``/``on``/``off`` stay text
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from waystation.errors import Problem, RouteError
 from waystation.limits import MAX_ROUTE_BYTES, MAX_ROUTE_DEPTH, MAX_ROUTE_NODES, MAX_STEPS
@@ -255,6 +256,10 @@ class StepSpec(BaseModel):
         return self.id or self.station
 
 
+#: Old spellings of route keys, still read for one release with a warning: old -> new.
+DEPRECATED_KEYS = {"validate": "validation"}
+
+
 class RouteSpec(BaseModel):
     """A whole route as written in YAML."""
 
@@ -263,7 +268,8 @@ class RouteSpec(BaseModel):
     name: str = Field(min_length=1)
     description: str | None = None
     budget: float | None = Field(default=None, ge=0)
-    validation: Literal["off", "warn", "strict"] = Field(default="warn", alias="validate")
+    validation: Literal["off", "warn", "strict"] = Field(
+        default="warn", validation_alias=AliasChoices("validation", "validate"))
     input: list[str] | None = None
     steps: list[StepSpec] = Field(min_length=1)
 
@@ -276,6 +282,8 @@ class Route:
         self.spec = spec
         self.file = file
         self.positions = positions or {}
+        #: Problems that do not stop the route (deprecated spellings); the plan reports them.
+        self.warnings: list[Problem] = []
 
     @property
     def name(self) -> str:
@@ -311,6 +319,12 @@ class Route:
             line, col = positions.get(("steps",), (None, None))
             raise RouteError([Problem(f"the route has {len(steps):,} steps, more than the limit of {MAX_STEPS}",
                                       file, line, col)])
+        renamed = [(old, new) for old, new in DEPRECATED_KEYS.items() if old in data]
+        for old, new in renamed:
+            if new in data:
+                line, col = positions.get((old, "__key__"), (None, None))
+                raise RouteError([Problem(f"both {new!r} and its old spelling {old!r} are given: keep {new!r}",
+                                          file, line, col)])
         try:
             spec = RouteSpec.model_validate(data)
         except ValidationError as exc:
@@ -321,7 +335,9 @@ class Route:
                 where = ".".join(str(p) for p in loc)
                 msg = err["msg"]
                 if err["type"] == "extra_forbidden":
-                    msg = f"unknown key {loc[-1]!r}"
+                    known = list(StepSpec.model_fields if "steps" in loc else RouteSpec.model_fields)
+                    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.7)
+                    msg = f"unknown key {loc[-1]!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                     key_pos = positions.get((*[str(p) if not isinstance(p, int) else p for p in loc],
                                              "__key__"))
                     if key_pos:
@@ -329,7 +345,12 @@ class Route:
                         continue
                 problems.append(route.problem(f"{where}: {msg}", *loc))
             raise RouteError(problems) from None
-        return cls(spec, file, positions)
+        route = cls(spec, file, positions)
+        for old, new in renamed:
+            line, col = positions.get((old, "__key__"), (None, None))
+            route.warnings.append(Problem(f"{old!r} is deprecated and will be removed in the next release: "
+                                          f"write {new!r}", file, line, col))
+        return route
 
     @classmethod
     def from_file(cls, path: str | Path) -> Route:

@@ -288,3 +288,58 @@ def test_limit_progress_ends_at_100_percent_and_no_empty_rejects_file(tmp_path: 
     assert not (tmp_path / "out.rejects.jsonl").exists()
     assert "rejects: none" in ran.text
     no_traceback(ran.text)
+
+
+# -- one spelling per concept; old spellings warn for one release ---------------------------------
+
+
+def test_old_route_key_still_works_with_a_warning(tmp_path: Path) -> None:
+    route = tmp_path / "r.yaml"
+    route.write_text("name: r\nvalidate: strict\nsteps:\n  - station: Short\n")
+    ran = piped("check", str(route))
+    assert ran.code == 0, ran.err
+    assert f"warning: {route}:2:1: 'validate' is deprecated" in ran.err and "write 'validation'" in ran.err
+    route.write_text("name: r\nvalidation: strict\nsteps:\n  - station: Short\n")
+    clean = piped("check", str(route))
+    assert clean.code == 0 and "deprecated" not in clean.err
+    route.write_text("name: r\nvalidation: strict\nvalidate: off\nsteps:\n  - station: Short\n")
+    both = piped("check", str(route))
+    assert both.code == 2 and "keep 'validation'" in both.err
+    route.write_text("name: r\nvalidaton: strict\nsteps:\n  - station: Short\n")
+    typo = piped("check", str(route))
+    assert typo.code == 2 and "unknown key 'validaton' (did you mean 'validation'?)" in typo.err
+
+
+def test_planned_step_uses_is_a_deprecated_alias_of_optional() -> None:
+    from longnames import Short
+    from waystation import PluginHost, compile_route
+    from waystation.route import Route
+
+    host = PluginHost()
+    host.add_station(Short)
+    plan = compile_route(Route.from_text("name: r\nsteps:\n  - station: Short\n    condition: city exists\n"), host)
+    step = plan.steps[0]
+    assert step.optional == ("city",)
+    with pytest.warns(DeprecationWarning, match="optional"):
+        assert step.uses == ("city",)
+
+
+@pytest.mark.redis
+def test_redis_url_is_the_spelling_and_redis_still_works_with_a_warning() -> None:
+    from services import REDIS_URL
+
+    new = piped("breaker", "status", "--redis-url", REDIS_URL, "--prefix", "wsfd-none", "--json")
+    assert new.code == 0 and json.loads(new.out) == [] and "deprecated" not in new.err
+    old = piped("breaker", "status", "--redis", REDIS_URL, "--prefix", "wsfd-none", "--json")
+    assert old.code == 0 and json.loads(old.out) == []
+    assert "--redis is deprecated" in old.err and "use --redis-url" in old.err
+
+
+@pytest.mark.redis
+def test_breaker_reset_of_an_unknown_station_is_an_error() -> None:
+    from services import REDIS_URL
+
+    ran = piped("breaker", "reset", "NoSuchStation", "--redis-url", REDIS_URL, "--prefix", "wsfd-none")
+    assert ran.code == 2, ran.err
+    assert "no station 'NoSuchStation' is installed and no shared breaker has state for it" in ran.err
+    assert "closed" not in ran.out

@@ -258,7 +258,7 @@ async def test_lead_schema_violation_is_recorded_dropped_or_fails_when_strict() 
     assert result.status == "succeeded"
     assert "phone" not in result.data and result.data["zipcode"] == "02142"
     assert "E.164" in result.steps["BadPhone"].validation[0]
-    strict = await run(route("station: BadPhone", extra="validate: strict\n"), [badphone])
+    strict = await run(route("station: BadPhone", extra="validation: strict\n"), [badphone])
     assert strict.status == "failed" and "validation failed after BadPhone" in (strict.reason or "")
 
 

@@ -167,8 +167,8 @@ def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path 
             raise known from None
         raise UsageProblem(str(exc), exit_code=EXIT_USAGE) from None
     print_report(result.report)
-    rejects = str(result.rejects) if result.rejects.exists() else "none"
-    click.echo(f"output: {result.output} ({result.written:,} rows); rejects: {rejects}; run id: {result.run_id}")
+    rejected = str(result.rejects) if result.rejects.exists() else "none"
+    click.echo(f"output: {result.output} ({result.written:,} rows); rejects: {rejected}; run id: {result.run_id}")
     if result.exit_code:
         if result.error:
             err_console.print(f"[red]error[/red] {result.error}", highlight=False)
