@@ -23,6 +23,8 @@ KNOWN_STATIONS: dict[str, str] = {
     "TelnyxGatekeepStation": "waystation-telnyx",
     "DNCScrubStation": "waystation-dnc",
     "RealValidationDNCStation": "waystation-dnc",
+    "BlacklistAllianceStation": "waystation-dnc",
+    "DNCScrubApiStation": "waystation-dnc",
     "IncomeStation": "waystation-census",
     "DemographicsStation": "waystation-census",
     "DatabaseSaveStation": "waystation-sql",
