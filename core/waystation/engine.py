@@ -15,6 +15,7 @@ order, so results never depend on timing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import inspect
 import json
@@ -75,6 +76,33 @@ class Checkpointer(Protocol):
         ...
 
 
+class SharedBudget(Protocol):
+    """A budget shared by several processes (a worker fleet's ``--budget-total``, see
+    :class:`waystation.worker.fleet.FleetBudget`). The engine reserves a paid step's cost here
+    after its in-process budgets, and settles or releases it exactly like them; ``holder`` is
+    ``"<lead_id>/<step_id>"``."""
+
+    async def reserve(self, holder: str, amount: float) -> bool:
+        """Reserve ``amount``; ``False`` when it does not fit."""
+        ...
+
+    async def settle(self, holder: str, amount: float) -> None:
+        """Turn the reservation into spend of ``amount``."""
+        ...
+
+    async def release(self, holder: str) -> None:
+        """Give the reservation back."""
+        ...
+
+    async def charge(self, amount: float) -> None:
+        """Book spend that had no reservation."""
+        ...
+
+    async def charge_in_doubt(self, holder: str, amount: float) -> None:
+        """Book a call whose result was lost in a crash (its reservation may have expired)."""
+        ...
+
+
 class BreakerOpen(WaystationError):
     """The station's breaker opened between two attempts, or while a call waited for its
     rate-limit slot. ``first_attempt``: no call of this step went out at all (it is then skipped
@@ -130,6 +158,7 @@ class Engine:
         lease_seconds: float = 900.0,
         redis_url: str | None = None,
         redis_prefix: str | None = None,
+        shared_budget: SharedBudget | None = None,
     ) -> None:
         """Resilience settings: one breaker and one rate limiter per station name, shared by
         every lead. ``breaker_backend`` keeps every breaker's state (default: in memory, or in
@@ -138,6 +167,8 @@ class Engine:
         ``redis_prefix`` say where shared state lives (default: ``WAYSTATION_REDIS_URL`` /
         ``WAYSTATION_REDIS_PREFIX``, prefix ``waystation``); a route asking for shared state with
         no URL is refused here, before any lead runs. See :mod:`waystation.resilience.redis_shared`.
+        ``shared_budget``: a budget shared with other processes (the worker fleet's), reserved,
+        settled and released with the in-process ones.
         """
         self.plan = plan
         self.host = host
@@ -146,6 +177,7 @@ class Engine:
         self.run_id = run_id or "default"
         self.batch_budget = batch_budget
         self.lease_seconds = lease_seconds
+        self.shared_budget = shared_budget
         self._instances: dict[int, Station] = {}
         self._open_lock = asyncio.Lock()
         self._breakers: dict[str, CircuitBreaker] = {}
@@ -503,6 +535,8 @@ class Engine:
             if charged:
                 for b in self._budgets(rc):
                     b.charge(charged)
+                if self.shared_budget is not None:
+                    await self.shared_budget.charge_in_doubt(holder, charged)
                 rec.cost += charged
                 if self._active["on_cost"]:
                     await self._notify("on_cost", rc, step=ps, ctx=rc, amount=charged)
@@ -524,10 +558,19 @@ class Engine:
             hold = reserve_all(self._budgets(rc), ps.cost, f"{rc.lead_id}/{ps.id}", self.lease_seconds)
             if hold is None:
                 return await self._skip(ps, rc, "budget")
+            if self.shared_budget is not None:
+                try:
+                    fits = await self.shared_budget.reserve(f"{rc.lead_id}/{ps.id}", ps.cost)
+                except BaseException:
+                    hold.release()
+                    raise
+                if not fits:
+                    hold.release()
+                    return await self._skip(ps, rc, "budget")
         breaker = self._breakers.get(ps.station.name) if outcome is None else None
         if breaker is not None and not await breaker.allow():
             if hold is not None:
-                hold.release()
+                await self._release(hold, rc, ps)
             return await self._skip(ps, rc, "breaker_open")
         if self._active["before_step"]:
             await self._notify("before_step", rc, step=ps, ctx=rc)
@@ -538,11 +581,11 @@ class Engine:
                 outcome = await self._call(ps, rc, rec, data, hold, breaker)
             except asyncio.CancelledError:
                 if hold is not None:
-                    hold.release()
+                    await self._release(hold, rc, ps, cancelled=True)
                 raise
             except Exception as exc:
                 if hold is not None:
-                    hold.release()
+                    await self._release(hold, rc, ps)
                 if isinstance(exc, BreakerOpen) and exc.first_attempt:
                     rec.attempts -= 1  # nothing went out
                     return await self._skip(ps, rc, "breaker_open")
@@ -550,6 +593,18 @@ class Engine:
                     return self._deferred(ps, rc, rec, exc)
                 return await self._failed(ps, rc, rec, exc, started)
         return await self._succeeded(ps, rc, rec, outcome, hold, started)
+
+    async def _release(self, hold: Hold, rc: RunContext, ps: PlannedStep, *, cancelled: bool = False) -> None:
+        """Release a hold in every budget, the shared one included."""
+        hold.release()
+        if self.shared_budget is None:
+            return
+        release = self.shared_budget.release(f"{rc.lead_id}/{ps.id}")
+        if cancelled:  # the lead is being cancelled: finish the release anyway (its lease is the fallback)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(release)
+        else:
+            await release
 
     def _ctx(self, ps: PlannedStep, rc: RunContext, data: Mapping[str, Any]) -> StepContext:
         assert ps.settings is not None
@@ -687,6 +742,8 @@ class Engine:
         """Book what a failed attempt cost (``StepError.incurred_cost``): the vendor billed it."""
         for b in self._budgets(rc):
             b.charge(amount)
+        if self.shared_budget is not None:
+            await self.shared_budget.charge(amount)
         rec.cost += amount
         if self._active["on_cost"]:
             await self._notify("on_cost", rc, step=ps, ctx=rc, amount=amount)
@@ -779,11 +836,15 @@ class Engine:
         # settle
         if hold is not None:
             over = hold.settle(amount)
+            if self.shared_budget is not None:
+                await self.shared_budget.settle(f"{rc.lead_id}/{ps.id}", amount)
         else:
             over = 0
             if amount:
                 for b in self._budgets(rc):
                     b.charge(amount)
+                if self.shared_budget is not None:
+                    await self.shared_budget.charge(amount)
                 over = 1
         if over:
             rc.errors.append(f"{ps.id} cost ${amount:.4f}, more than the ${ps.cost:.4f} it reserved: "

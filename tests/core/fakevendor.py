@@ -92,6 +92,8 @@ class FakeVendor:
         self.calls: dict[str, Counter[str]] = {"lookup": Counter(), "trace": Counter()}
         self.status_calls = 0
         self.delay = 0.0
+        #: when each paid call arrived (time.monotonic())
+        self.arrivals: list[float] = []
         self.lock = threading.Lock()
         vendor = self
 
@@ -122,6 +124,7 @@ class FakeVendor:
                 lead = str(json.loads(raw)["lead"])
                 with vendor.lock:  # billed on receipt, as vendors do
                     vendor.calls[kind][lead] += 1
+                    vendor.arrivals.append(time.monotonic())
                 if vendor.delay:
                     time.sleep(vendor.delay)
                 self._send({"phone": phone_of(lead)} if kind == "lookup" else {"email": email_of(lead)})

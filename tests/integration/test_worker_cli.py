@@ -1,4 +1,5 @@
-"""`waystation enqueue` + two `waystation worker` processes over the shipped FREE_ONLY route."""
+"""`waystation enqueue` + two `waystation worker` processes over the shipped FREE_ONLY route, then
+`waystation queue` and `waystation export` (results like `waystation run`)."""
 
 from __future__ import annotations
 
@@ -39,32 +40,39 @@ def test_two_workers_drain_the_queue_each_lead_once(tmp_path: Path) -> None:
     client = redis_or_skip()
     shutil.copytree(ROOT / "routes", tmp_path / "routes")
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    stream = f"wstest:{uuid.uuid4().hex[:8]}:leads"
+    prefix = f"wstest-{uuid.uuid4().hex[:8]}"
+    fleet = ["--redis", REDIS_URL, "--prefix", prefix, "--queue", prefix]
     try:
-        enq = waystation("enqueue", "examples/leads.csv", "--redis", REDIS_URL, "--stream", stream, cwd=tmp_path)
+        enq = waystation("enqueue", "routes/free-only.yaml", "examples/leads.csv", *fleet, "--json", cwd=tmp_path)
         out, err = enq.communicate(timeout=120)
         assert enq.returncode == 0, err
+        run_id = json.loads(out.strip().splitlines()[-1])["run_id"]
         with open(tmp_path / "examples" / "leads.csv", newline="", encoding="utf-8") as f:
-            ids = {row["id"] for row in csv.DictReader(f)}
-        assert f"queued {len(ids)}" in out or "queued" in out
-        workers = [waystation("worker", "routes/free-only.yaml", "--redis", REDIS_URL, "--stream", stream,
-                              "--idle-exit", "3", "--consumer", f"w{i}", "--concurrency", "8",
-                              "--checkpoint", f"{REDIS_URL}?prefix={stream}:ck", cwd=tmp_path)
-                   for i in range(2)]
-        stats = []
+            rows = list(csv.DictReader(f))
+        workers = [waystation("worker", *fleet, "--idle-exit", "3", "--concurrency", "8", cwd=tmp_path)
+                   for _ in range(2)]
+        done = 0
         for w in workers:
             out, err = w.communicate(timeout=300)
             assert w.returncode == 0, err
-            stats.append(json.loads(out.strip().splitlines()[-1]))
-        results = client.xrange(f"{stream}:results")
-        done = [f[b"lead_id"].decode() for _, f in results]
-        assert len(done) == len(set(done)) == len(ids)  # every lead exactly once
-        assert sum(s["done"] for s in stats) == len(ids)
-        statuses = {f[b"status"].decode() for _, f in results}
+            done += json.loads(out.strip().splitlines()[-1])["done"]
+        results = client.hgetall(f"{prefix}:run:{{{run_id}}}:results")
+        ids = {r["id"] for r in rows}
+        assert {k.decode() for k in results} == ids and done == len(ids)  # every lead exactly once
+        statuses = {json.loads(v)["status"] for v in results.values()}
         assert statuses <= {"succeeded", "stopped"} and "stopped" in statuses  # DNC stops some
-        depth = waystation("queue", "--redis", REDIS_URL, "--stream", stream, cwd=tmp_path)
-        out, _ = depth.communicate(timeout=60)
-        assert json.loads(out)["pending"] == 0
+        q = waystation("queue", run_id, *fleet, "--json", cwd=tmp_path)
+        out, err = q.communicate(timeout=60)
+        st = json.loads(out)
+        assert st["finished"] and st["queued"] == 0 and st["in_progress"] == 0 and st["duplicates"] == 0
+        exp = waystation("export", run_id, "-o", "out.csv", *fleet, cwd=tmp_path)
+        out, err = exp.communicate(timeout=60)
+        assert exp.returncode == 0, err
+        with open(tmp_path / "out.csv", newline="", encoding="utf-8") as f:
+            got = list(csv.DictReader(f))
+        assert [r["id"] for r in got] == [r["id"] for r in rows]
+        assert {r["_status"] for r in got} == statuses
     finally:
-        for key in client.scan_iter(f"{stream}*"):
-            client.delete(key)
+        keys = list(client.scan_iter(f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)

@@ -243,7 +243,12 @@ from waystation.cli.init import init_command  # noqa: E402
 from waystation.cli.new_plugin import new_plugin  # noqa: E402
 from waystation.cli.run import report_command, run_command  # noqa: E402  (light: imports on use)
 from waystation.cli.runs import runs  # noqa: E402
-from waystation.cli.worker import enqueue_command, queue_command, worker_command  # noqa: E402  (light)
+from waystation.cli.worker import (  # noqa: E402  (light)
+    enqueue_command,
+    export_command,
+    queue_command,
+    worker_command,
+)
 
 cli.add_command(run_command)
 cli.add_command(report_command)
@@ -255,6 +260,7 @@ cli.add_command(breaker)
 cli.add_command(enqueue_command)
 cli.add_command(worker_command)
 cli.add_command(queue_command)
+cli.add_command(export_command)
 
 
 def main(argv: list[str] | None = None) -> None:

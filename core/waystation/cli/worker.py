@@ -1,158 +1,293 @@
-"""``waystation enqueue``, ``waystation worker`` and ``waystation queue``: leads on a Redis Stream
-consumed by any number of workers on any machines (see :mod:`waystation.worker`).
+"""``waystation enqueue``, ``worker``, ``queue`` and ``export``: worker runs on Dramatiq (see
+:mod:`waystation.worker` and docs/workers.md). Needs ``pip install 'waystation[workers]'``.
 
-Kept light at import time: Redis and the engine are imported when a command runs.
+Kept light at import time: Dramatiq, Redis and the engine are imported when a command runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-REDIS_HELP = "Redis URL of the queue (also WAYSTATION_REDIS_URL)."
+REDIS_HELP = "Redis URL of the fleet: run state, checkpoints, fleet budget, shared limits (also WAYSTATION_REDIS_URL)."
 
 
-def _queue_options(f: Any) -> Any:
-    f = click.option("--stream", default="waystation:leads", show_default=True,
-                     help="The Redis Stream the leads are queued on.")(f)
-    f = click.option("--redis", "redis_url", envvar="WAYSTATION_REDIS_URL", required=True, help=REDIS_HELP)(f)
+def _need_extra() -> None:
+    try:
+        import dramatiq  # noqa: F401
+        import redis  # noqa: F401
+    except ImportError as exc:
+        raise click.ClickException(f"workers need the 'workers' extra ({exc.name} is missing): "
+                                   "pip install 'waystation[workers]'") from None
+
+
+def _fleet_options(f: Any) -> Any:
+    f = click.option("--queue", "queue_name", default="waystation", show_default=True,
+                     help="The Dramatiq queue the leads go on.")(f)
+    f = click.option("--prefix", default="waystation", show_default=True, envvar="WAYSTATION_WORKER_PREFIX",
+                     help="Prefix of every Redis key of the fleet.")(f)
+    f = click.option("--broker", "broker_url", default=None, envvar="WAYSTATION_BROKER_URL",
+                     help="Broker URL when it is not the Redis above: amqp://... for RabbitMQ.")(f)
+    f = click.option("--redis", "--redis-url", "redis_url", envvar="WAYSTATION_REDIS_URL", required=True,
+                     help=REDIS_HELP)(f)
     return f
 
 
-def _config(stream: str, **kw: Any) -> Any:
-    from waystation.worker import QueueConfig
+def _config(redis_url: str, broker_url: str | None, prefix: str, queue_name: str, **kw: Any) -> Any:
+    _need_extra()
+    from waystation.worker.config import WorkerConfig
 
-    return QueueConfig(stream=stream, **kw)
+    return WorkerConfig(redis_url=redis_url, broker_url=broker_url, prefix=prefix, queue=queue_name,
+                        **{k: v for k, v in kw.items() if v is not None})
 
 
 @click.command("enqueue")
+@click.argument("route", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@_queue_options
+@_fleet_options
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default=None,
               help="Input format (default: by extension).")
-def enqueue_command(input_path: Path, redis_url: str, stream: str, fmt: str | None) -> None:
-    """Put every lead of INPUT (CSV or JSONL) on the queue; malformed rows are reported, not queued."""
-    from waystation.batch import detect_format, open_reader
+@click.option("--budget-total", type=click.FloatRange(min=0), default=None,
+              help="USD for the whole run, shared by every worker (reserved in Redis before each paid call).")
+@click.option("--run-id", default=None, help="Id of the new run (default: time + random).")
+@click.option("--ttl", type=click.IntRange(min=0), default=None,
+              help="Seconds the run's results, checkpoints and dead letters are kept (default 7 days).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was queued as JSON.")
+@click.pass_context
+def enqueue_command(ctx: click.Context, route: Path, input_path: Path, redis_url: str, broker_url: str | None,
+                    prefix: str, queue_name: str, fmt: str | None, budget_total: float | None, run_id: str | None,
+                    ttl: int | None, as_json: bool) -> None:
+    """Make a new run of ROUTE over INPUT (CSV or JSONL) and queue its leads for the workers.
 
-    reader = open_reader(input_path, detect_format(input_path, fmt))
-    rejected = 0
+    Every enqueue is a run of its own (its own checkpoints, results and budget). The route is
+    compiled against the input first; malformed rows are reported and not queued.
+    """
+    from waystation.cli.main import get_host
+    from waystation.errors import RouteError
 
-    def leads() -> Any:
-        nonlocal rejected
-        for record in reader:
-            if record.lead is None or record.error:
-                rejected += 1
-                click.echo(f"{input_path}:{record.line}: not queued: {record.error}", err=True)
-                continue
-            yield record.lead
+    cfg = _config(redis_url, broker_url, prefix, queue_name, ttl=ttl)
+    from waystation.worker.runs import enqueue_file
 
-    async def main() -> int:
-        import redis.asyncio as redis
-
-        from waystation.worker import enqueue
-
-        client = redis.Redis.from_url(redis_url)
-        try:
-            return await enqueue(client, _config(stream), leads())
-        finally:
-            await client.aclose()
-            reader.close()
-
-    count = asyncio.run(main())
-    note = f"; {rejected} malformed row(s) not queued" if rejected else ""
-    click.echo(f"queued {count} lead(s) on {stream}{note}")
+    try:
+        done = enqueue_file(cfg, route, input_path, host=get_host(ctx), input_format=fmt,
+                            budget_total=budget_total, run_id=run_id)
+    except RouteError as exc:
+        for p in exc.problems:
+            click.echo(f"{p}", err=True)
+        ctx.exit(1)
+        return
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in done.rejected:
+        click.echo(line, err=True)
+    if as_json:
+        click.echo(json.dumps({"run_id": done.run_id, "queued": done.leads, "rows": done.rows,
+                               "rejected": len(done.rejected), "duplicates": done.duplicates}))
+        return
+    note = f"; {len(done.rejected)} malformed row(s) not queued" if done.rejected else ""
+    dup = f"; {done.duplicates} repeated lead id(s) queued once" if done.duplicates else ""
+    click.echo(f"run {done.run_id}: queued {done.leads} lead(s) on {queue_name}{note}{dup}")
+    click.echo(f"  follow it:  waystation queue {done.run_id}")
+    click.echo(f"  results:    waystation export {done.run_id} -o out.csv")
 
 
 @click.command("worker")
-@click.argument("route", type=click.Path(exists=True, dir_okay=False))
-@_queue_options
-@click.option("--group", default="waystation", show_default=True, help="Consumer group of the workers.")
-@click.option("--consumer", default=None, help="This worker's name (default: host-pid).")
-@click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1), help="Leads in flight.")
-@click.option("--checkpoint", default=None,
-              help="Checkpoint store URL (default: the queue's Redis, so every worker resumes any lead).")
-@click.option("--run-id", default=None, help="Checkpoint run id (default: the stream name).")
-@click.option("--max-deliveries", default=5, show_default=True, type=click.IntRange(1),
-              help="A lead delivered more often than this goes to <stream>:dead.")
-@click.option("--claim-idle", default=60.0, show_default=True, type=float,
-              help="Seconds after which a lead pending on a silent worker is reclaimed.")
+@_fleet_options
+@click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1),
+              help="Leads in flight in this process (Dramatiq worker threads; the leads share one event loop).")
+@click.option("--budget-total", type=click.FloatRange(min=0), default=None,
+              help="USD cap per run for the whole fleet (the stricter of this and the run's own applies).")
+@click.option("--heartbeat-timeout", default=15.0, show_default=True, type=click.FloatRange(min=0.5),
+              help="Seconds without a heartbeat after which a worker counts as dead and its leads are requeued.")
+@click.option("--max-retries", default=3, show_default=True, type=click.IntRange(0),
+              help="Retries (with exponential backoff) of a lead that raised, before it is dead-lettered.")
+@click.option("--retry-backoff", default=1.0, show_default=True, type=click.FloatRange(min=0.01),
+              help="Seconds before the first retry (doubling, up to 60 s).")
+@click.option("--max-crashes", default=3, show_default=True, type=click.IntRange(1),
+              help="Dead-letter a lead once its worker died this many times while running it.")
+@click.option("--grace", default=30.0, show_default=True, type=click.FloatRange(min=0),
+              help="On SIGTERM/SIGINT: seconds the leads in flight may finish before they go back on the queue.")
+@click.option("--ttl", type=click.IntRange(min=0), default=None,
+              help="Seconds results, checkpoints and dead letters are kept (default 7 days).")
+@click.option("--share-state/--no-share-state", default=True, show_default=True,
+              help="Share rate limits and breakers through Redis unless a route step says `shared: process`.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve Dramatiq's Prometheus metrics on this port (127.0.0.1 unless --metrics-addr).")
+@click.option("--metrics-addr", default="127.0.0.1", show_default=True)
+@click.option("--worker-id", default=None, help="This worker's id (default: host-pid).")
 @click.option("--idle-exit", default=None, type=float,
-              help="Exit once the queue has been empty this many seconds (default: run until stopped).")
+              help="Exit once there was nothing to do for this many seconds (default: run until stopped).")
+@click.option("--health", is_flag=True,
+              help="Do not work: exit 0 if a worker of this host (or --worker-id) has a fresh heartbeat, else 1.")
 @click.pass_context
-def worker_command(ctx: click.Context, route: str, redis_url: str, stream: str, group: str, consumer: str | None,
-                   concurrency: int, checkpoint: str | None, run_id: str | None, max_deliveries: int,
-                   claim_idle: float, idle_exit: float | None) -> None:
-    """Consume leads from the queue and run them through ROUTE, until SIGINT/SIGTERM.
+def worker_command(ctx: click.Context, redis_url: str, broker_url: str | None, prefix: str, queue_name: str,
+                   concurrency: int, budget_total: float | None, heartbeat_timeout: float, max_retries: int,
+                   retry_backoff: float, max_crashes: int, grace: float, ttl: int | None, share_state: bool,
+                   metrics_port: int | None, metrics_addr: str, worker_id: str | None, idle_exit: float | None,
+                   health: bool) -> None:
+    """Run leads from the queue until SIGINT/SIGTERM (any number of workers, on any machines).
 
-    At least once: a lead is acknowledged only after its result is on <stream>:results; leads of a
-    crashed worker are reclaimed after --claim-idle and resume from their checkpoints, so no
-    completed paid lookup is bought twice. Circuit breakers and rate limits marked
-    `shared: redis` in the route are shared by every worker through the same Redis.
+    \b
+    Each lead runs through the route stored with its run. At least once: a lead whose worker
+    dies is requeued by heartbeat (never while its worker lives, however slow), resumes from its
+    checkpoints (no completed paid step is bought again) and its result is recorded once. A lead
+    that raises is retried with backoff, then dead-lettered (`waystation queue replay-dead RUN`).
     """
+    cfg = _config(redis_url, broker_url, prefix, queue_name, concurrency=concurrency, budget_total=budget_total,
+                  heartbeat_timeout=heartbeat_timeout, max_retries=max_retries, min_backoff=retry_backoff,
+                  max_crashes=max_crashes, grace=grace, ttl=ttl, share_state=share_state,
+                  metrics_port=metrics_port, metrics_addr=metrics_addr, worker_id=worker_id)
+    if health:
+        ctx.exit(_health(cfg, worker_id))
+        return
+    import logging
+
     from waystation.cli.main import get_host
+    from waystation.worker.app import run_worker
+    from waystation.worker.runtime import Runtime
 
-    host = get_host(ctx)
-    cfg = _config(stream, group=group, max_deliveries=max_deliveries, claim_idle=claim_idle)
-    store_url = checkpoint or f"{redis_url}{'&' if '?' in redis_url else '?'}prefix=waystation:ck"
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                            stream=sys.stderr)
+        logging.getLogger("dramatiq").setLevel(logging.WARNING)
+    runtime = Runtime(cfg, host=get_host(ctx))
+    click.echo(f"worker {cfg.worker_id}: {concurrency} lead(s) at a time from queue {queue_name}", err=True)
 
-    async def main() -> dict[str, Any]:
-        import redis.asyncio as redis
+    def on_stop(name: str) -> None:
+        click.echo(f"{name}: finishing the leads in flight (up to {grace:g} s; again to exit at once)", err=True)
 
-        from waystation.engine import Engine
-        from waystation.route import Route
-        from waystation.stores import open_store
-        from waystation.worker import Worker
+    stats = run_worker(cfg, runtime, idle_exit=idle_exit, on_stop=on_stop)
+    click.echo(json.dumps(stats))
 
-        client = redis.Redis.from_url(redis_url)
-        store = open_store(store_url)
-        engine = Engine.from_route(Route.from_file(route), host=host, checkpointer=store,
-                                   run_id=run_id or stream, redis_url=redis_url)
-        worker = Worker(engine, client, cfg, consumer=consumer, concurrency=concurrency)
-        loop = asyncio.get_running_loop()
-        signals = 0
 
-        def on_signal() -> None:
-            nonlocal signals
-            signals += 1
-            if signals > 1:
-                raise SystemExit(130)
-            click.echo("stopping: finishing the leads in flight (again to exit at once)", err=True)
-            worker.stop()
+def _health(cfg: Any, worker_id: str | None) -> int:
+    import socket
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal)
+    from waystation.worker.app import state_client
+    from waystation.worker.broker import live_workers
+
+    try:
+        workers = live_workers(state_client(cfg), cfg.prefix)
+    except Exception as exc:
+        click.echo(f"unhealthy: Redis unreachable: {type(exc).__name__}", err=True)
+        return 1
+    host = socket.gethostname()
+    mine = [w for wid, w in workers.items() if (wid == worker_id if worker_id else w.get("host") == host)]
+    if not mine:
+        click.echo("unhealthy: no fresh heartbeat", err=True)
+        return 1
+    click.echo(json.dumps(mine))
+    return 0
+
+
+class _QueueGroup(click.Group):
+    """``waystation queue RUN`` is ``waystation queue status RUN``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["status", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("queue", cls=_QueueGroup)
+def queue_command() -> None:
+    """A worker run: `waystation queue RUN` (status), `queue replay-dead RUN`, `queue list`."""
+
+
+@queue_command.command("status")
+@click.argument("run_id", metavar="RUN")
+@_fleet_options
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def queue_status(run_id: str, redis_url: str, broker_url: str | None, prefix: str, queue_name: str,
+                 as_json: bool) -> None:
+    """Queued, in progress, done (succeeded/stopped/failed), dead-lettered, spend; whether RUN is finished."""
+    cfg = _config(redis_url, broker_url, prefix, queue_name)
+    from waystation.worker.runs import status
+
+    st = asyncio.run(status(cfg, run_id))
+    if st is None:
+        raise click.ClickException(f"no worker run {run_id!r} (expired after its TTL, or another --prefix)")
+    if as_json:
+        click.echo(json.dumps(st))
+        return
+    b = st["budget"]
+    limit = "no limit" if b["limit"] is None else f"of ${b['limit']:,.4f}"
+    click.echo(f"run {run_id} ({st['route']}): {st['leads']} lead(s)")
+    click.echo(f"  queued {st['queued']}  in progress {st['in_progress']}  done {st['done']} "
+               f"(succeeded {st['succeeded']}, stopped {st['stopped']}, failed {st['failed']})  "
+               f"dead-lettered {st['dead_lettered']}")
+    click.echo(f"  spent ${b['spent']:,.4f} {limit} (reserved ${b['reserved']:,.4f}); "
+               f"{st['workers_alive']} worker(s) alive")
+    if st["finished"]:
+        tail = f"; {st['dead_lettered']} dead letter(s): waystation queue replay-dead {run_id}" \
+            if st["dead_lettered"] else ""
+        click.echo(f"  finished{tail}")
+    else:
+        click.echo("  not finished")
+
+
+@queue_command.command("replay-dead")
+@click.argument("run_id", metavar="RUN")
+@_fleet_options
+def queue_replay_dead(run_id: str, redis_url: str, broker_url: str | None, prefix: str, queue_name: str) -> None:
+    """Put RUN's dead-lettered leads back on the queue (they resume from their checkpoints)."""
+    cfg = _config(redis_url, broker_url, prefix, queue_name)
+    from waystation.worker.app import replay_dead
+
+    try:
+        n = replay_dead(cfg, run_id)
+    except NotImplementedError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"replayed {n} dead-lettered lead(s) of run {run_id}")
+
+
+@queue_command.command("list")
+@_fleet_options
+def queue_list(redis_url: str, broker_url: str | None, prefix: str, queue_name: str) -> None:
+    """The worker runs kept in Redis, oldest first."""
+    cfg = _config(redis_url, broker_url, prefix, queue_name)
+
+    async def go() -> list[str]:
+        import redis.asyncio as aioredis
+
+        from waystation.worker.state import list_runs
+
+        client = aioredis.Redis.from_url(cfg.redis_url)
         try:
-            stats = await worker.run(idle_exit=idle_exit)
-        finally:
-            await engine.close()
-            await store.close()
-            await client.aclose()
-        return {"consumer": worker.consumer, "done": stats.done, "reclaimed": stats.reclaimed,
-                "dead": stats.dead, "statuses": stats.statuses}
-
-    click.echo(json.dumps(asyncio.run(main())))
-
-
-@click.command("queue")
-@_queue_options
-@click.option("--group", default="waystation", show_default=True)
-def queue_command(redis_url: str, stream: str, group: str) -> None:
-    """Show the queue: queued, pending (taken, not finished), results and dead-lettered leads."""
-
-    async def main() -> dict[str, int]:
-        import redis.asyncio as redis
-
-        from waystation.worker import queue_depth
-
-        client = redis.Redis.from_url(redis_url)
-        try:
-            return await queue_depth(client, _config(stream, group=group))
+            return await list_runs(client, cfg.prefix)
         finally:
             await client.aclose()
 
-    click.echo(json.dumps(asyncio.run(main())))
+    for rid in asyncio.run(go()):
+        click.echo(rid)
+
+
+@click.command("export")
+@click.argument("run_id", metavar="RUN")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output file (CSV or JSONL by extension).")
+@click.option("--output-format", type=click.Choice(["csv", "jsonl"]), default=None)
+@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Failed, rejected and unfinished rows (default <output stem>.rejects.jsonl).")
+@_fleet_options
+def export_command(run_id: str, output: Path, output_format: str | None, rejects: Path | None, redis_url: str,
+                   broker_url: str | None, prefix: str, queue_name: str) -> None:
+    """Write a worker run's results like `waystation run` does: one row per input row, in order.
+
+    Exits 1 when the run is not finished (the unfinished rows are written with _status unfinished).
+    """
+    cfg = _config(redis_url, broker_url, prefix, queue_name)
+    from waystation.worker.runs import export
+
+    try:
+        counts = asyncio.run(export(cfg, run_id, output, output_format=output_format, rejects_path=rejects))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(counts))
+    if counts.get("unfinished") or counts.get("dead_lettered"):
+        sys.exit(1)
