@@ -109,6 +109,7 @@ def test_any_sequence_keeps_spent_plus_reserved_within_the_limit(seq, limit) -> 
             for op, who, cents in seq:
                 holder = f"L{who}/s"
                 if op == "reserve":
+                    held.pop(holder, None)  # a holder reserving again replaces its reservation
                     if await fb.reserve(holder, cents / 100):
                         held[holder] = cents
                 elif op == "settle" and holder in held:

@@ -77,14 +77,14 @@ def assert_each_bought_once(vendor: FakeVendor, n: int) -> None:
 def test_two_workers_run_a_route_and_export_writes_it_like_run(fleet, vendor, tmp_path: Path) -> None:
     client, prefix = fleet
     rows = [*leads(20), {"id": "L0003", "name": "Ada"}]  # a repeated lead id: queued once, written twice
-    run_id = enqueue(tmp_path, lookup_route(vendor.url), rows, prefix)
+    run_id = enqueue(tmp_path, lookup_route(vendor.url), rows, prefix, cli=True)
     workers = [start_worker(prefix, "--concurrency", "4") for _ in range(2)]
     try:
         wait_finished(client, run_id, prefix, 60)
     finally:
         stop(workers)
     assert all(w.returncode == 0 for w in workers)
-    st = status(run_id, prefix)
+    st = status(run_id, prefix, cli=True)
     assert st["finished"] and st["done"] == 20 and st["queued"] == 0 and st["in_progress"] == 0
     assert st["succeeded"] == 20 and st["dead_lettered"] == 0 and st["duplicates"] == 0
     assert st["spent"] == pytest.approx(0.20)
@@ -176,9 +176,10 @@ def test_a_vendor_slower_than_the_heartbeat_and_a_shared_rate_limit_steal_nothin
     assert len(results(client, run_id, prefix)) == n
     assert counts(client, run_id, prefix).get("duplicates", 0) == 0
     assert_each_bought_once(vendor, n)
-    # the limit was the fleet's (in Redis), not each worker's: never more than 4 calls in a second
+    # the limit was the fleet's (in Redis), not each worker's (3 x 4/s: 5 calls within 1/3 s): 5
+    # calls are 1 s apart at 4/s; allow for scheduling jitter on a loaded machine
     times = sorted(vendor.arrivals)
-    assert min(b - a for a, b in zip(times, times[4:], strict=False)) >= 0.9
+    assert min(b - a for a, b in zip(times, times[4:], strict=False)) >= 0.6
 
 
 def _free_port() -> int:
@@ -295,7 +296,7 @@ def test_three_workers_never_spend_past_the_fleet_budget(fleet, vendor, tmp_path
     client, prefix = fleet
     n = 60
     vendor.delay = 0.02
-    run_id = enqueue(tmp_path, lookup_route(vendor.url), leads(n), prefix, "--budget-total", "0.25")
+    run_id = enqueue(tmp_path, lookup_route(vendor.url), leads(n), prefix, budget_total=0.25)
     workers = [start_worker(prefix, "--concurrency", "8") for _ in range(3)]
     try:
         wait_finished(client, run_id, prefix, 90)

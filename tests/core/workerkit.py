@@ -25,9 +25,16 @@ def fleet_args(prefix: str, redis_url: str = REDIS_URL) -> list[str]:
     return ["--redis", redis_url, "--prefix", prefix, "--queue", prefix]
 
 
+def config(prefix: str, redis_url: str = REDIS_URL, **kw: Any) -> Any:
+    from waystation.worker.config import WorkerConfig
+
+    return WorkerConfig(redis_url=redis_url, prefix=prefix, queue=prefix, **kw)
+
+
 def enqueue(tmp: Path, route: str, rows: list[dict[str, Any]], prefix: str, *extra: str,
-            redis_url: str = REDIS_URL) -> str:
-    """Write ``rows`` as CSV, enqueue them with ``waystation enqueue``; returns the run id."""
+            redis_url: str = REDIS_URL, cli: bool = False, budget_total: float | None = None) -> str:
+    """Write ``rows`` as CSV and enqueue them (in this process, or with ``waystation enqueue`` when
+    ``cli``); returns the run id."""
     import csv
 
     route_path = tmp / f"route-{time.monotonic_ns()}.yaml"
@@ -37,6 +44,14 @@ def enqueue(tmp: Path, route: str, rows: list[dict[str, Any]], prefix: str, *ext
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    if not cli:
+        from waystation.plugins import PluginHost
+        from waystation.worker.runs import enqueue_file
+
+        host = PluginHost()
+        host.load_extra_plugins(PLUGINS)
+        return enqueue_file(config(prefix, redis_url), route_path, leads, host=host,
+                            budget_total=budget_total).run_id
     out = subprocess.run([*WAYSTATION, "enqueue", str(route_path), str(leads), *fleet_args(prefix, redis_url),
                           "--json", *extra], env=env(), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -52,7 +67,16 @@ def start_worker(prefix: str, *extra: str, redis_url: str = REDIS_URL, log: Path
                             stderr=err, text=True)
 
 
-def status(run_id: str, prefix: str, redis_url: str = REDIS_URL) -> dict[str, Any]:
+def status(run_id: str, prefix: str, redis_url: str = REDIS_URL, cli: bool = False) -> dict[str, Any]:
+    """``waystation queue RUN --json`` (in this process unless ``cli``)."""
+    if not cli:
+        import asyncio
+
+        from waystation.worker.runs import status as run_status
+
+        got = asyncio.run(run_status(config(prefix, redis_url), run_id))
+        assert got is not None
+        return got
     out = subprocess.run([*WAYSTATION, "queue", run_id, *fleet_args(prefix, redis_url), "--json"], env=env(),
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -39,7 +39,8 @@ def _process_lead(run_id: str, lead_id: str, lead: dict[str, Any]) -> None:
     loop_thread = get_event_loop_thread()
     if loop_thread is None:
         raise RuntimeError("the AsyncIO middleware's event loop is not running")
-    loop_thread.run_coroutine(rt.process(run_id, lead_id, lead, suspect=suspect))
+    message_id = message.message_id if message is not None else None
+    loop_thread.run_coroutine(rt.process(run_id, lead_id, lead, suspect=suspect, message_id=message_id))
 
 
 def declare_actor(broker: dramatiq.Broker, cfg: WorkerConfig) -> dramatiq.Actor[Any, Any]:

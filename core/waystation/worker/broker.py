@@ -128,10 +128,15 @@ end
 local suspect = 0
 if crashes >= 1 then suspect = 1 end
 redis.call('HINCRBY', k, 'starts', 1)
-if suspect == 1 then redis.call('HINCRBY', k, 'istarts', 1) end
 redis.call('EXPIRE', k, tonumber(ARGV[2]))
 return {suspect, crashes, icrashes}
 """
+
+
+def delivery_key(prefix: str, message_id: str) -> str:
+    """The crash counts of one message: ``starts``/``ends`` of every delivery, ``istarts``/``iends``
+    of runs alone (counted by the runtime once the lead really runs alone)."""
+    return f"{prefix}:deliv:{message_id}"
 
 
 class CrashGuard(Middleware):
@@ -144,7 +149,7 @@ class CrashGuard(Middleware):
         self._script = client.register_script(_DELIVERY_LUA)
 
     def _key(self, message: Any) -> str:
-        return f"{self.cfg.prefix}:deliv:{message.message_id}"
+        return delivery_key(self.cfg.prefix, message.message_id)
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         if message.actor_name != ACTOR_NAME:
@@ -175,8 +180,6 @@ class CrashGuard(Middleware):
                 pipe.delete(key)
             else:
                 pipe.hincrby(key, "ends", 1)
-                if message.options.get("ws_suspect"):
-                    pipe.hincrby(key, "iends", 1)
             pipe.execute()
 
         until_connected(end, "delivery count")

@@ -27,7 +27,7 @@ from waystation.plugins import PluginHost
 from waystation.route import Route
 from waystation.station import Station
 from waystation.stores import CheckpointStore, open_store
-from waystation.worker.broker import Drained, _connection_errors
+from waystation.worker.broker import Drained, _connection_errors, delivery_key
 from waystation.worker.config import WorkerConfig
 from waystation.worker.fleet import FleetBudget, renew_forever
 from waystation.worker.state import RunKeys, load_meta, record_result, run_status
@@ -181,8 +181,12 @@ class Runtime:
             self.budgets[run_id] = fleet
             return engine
 
-    async def process(self, run_id: str, lead_id: str, lead: dict[str, Any], *, suspect: bool = False) -> str:
-        """Run one lead and record its result; returns its status (see the module docstring)."""
+    async def process(self, run_id: str, lead_id: str, lead: dict[str, Any], *, suspect: bool = False,
+                      message_id: str | None = None) -> str:
+        """Run one lead and record its result; returns its status (see the module docstring).
+        A ``suspect`` runs alone; its run alone is counted (``istarts``/``iends`` of the message's
+        crash counts) only once it really is alone, so a worker that dies while a suspect waits
+        its turn is not blamed on it."""
         task = asyncio.current_task()
         assert task is not None and self._isolation is not None
         self.tasks.add(task)
@@ -190,7 +194,15 @@ class Runtime:
             async with self._isolation.hold(alone=suspect):
                 if self.draining:
                     raise Drained("the worker is shutting down")
-                return await self._process(run_id, lead_id, lead)
+                if not (suspect and message_id):
+                    return await self._process(run_id, lead_id, lead)
+                key = delivery_key(self.cfg.prefix, message_id)
+                await self.client.hincrby(key, "istarts", 1)
+                try:
+                    return await self._process(run_id, lead_id, lead)
+                finally:  # not reached when the process dies: that is what istarts - iends counts
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self.client.hincrby(key, "iends", 1))
         except asyncio.CancelledError:
             if self.draining:
                 raise Drained("the worker is shutting down; the lead goes back on the queue") from None
@@ -204,6 +216,10 @@ class Runtime:
         delay = 0.2
         while True:
             try:
+                if await self.client.hexists(keys.results, lead_id):
+                    # its worker recorded the result and died before the acknowledgement: nothing to do
+                    await self.client.hincrby(keys.counts, "redelivered_done", 1)
+                    return "redelivered"
                 engine = await self.engine_for(run_id)
                 await self.client.hset(keys.inflight, lead_id, self.cfg.worker_id)
                 result = await engine.run(lead, lead_id=lead_id)

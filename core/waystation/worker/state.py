@@ -12,6 +12,8 @@ result). Keys, ``<run>`` in braces so that a run's keys share a cluster slot::
     <prefix>:run:{<run>}:rejects   list: JSON of each malformed row (line, reason, raw)
     <prefix>:run:{<run>}:results   hash: lead id -> result JSON (status, reason, cost, data)
     <prefix>:run:{<run>}:counts    hash: succeeded / stopped / failed / cost (micro-USD) / duplicates
+                                   (a lead that ran to its end twice) / redelivered_done (a message
+                                   redelivered after its result was recorded: acknowledged, not run)
     <prefix>:run:{<run>}:inflight  hash: lead id -> worker id running it
     <prefix>:run:{<run>}:dead      hash: lead id -> JSON (reason, deliveries, message id)
     <prefix>:runs                  sorted set of run ids by creation time
@@ -147,7 +149,8 @@ async def run_status(client: Any, keys: RunKeys, live_workers: set[str] | None =
         "queued": queued, "in_progress": running, "done": int(done),
         **{k: counts.get(k, 0) for k in STATUS_KEYS},
         "dead_lettered": int(dead), "spent": counts.get("cost", 0) / 1e6,
-        "duplicates": counts.get("duplicates", 0), "workers": sorted(workers),
+        "duplicates": counts.get("duplicates", 0), "redelivered_done": counts.get("redelivered_done", 0),
+        "workers": sorted(workers),
         "finished": meta.get("sealed") == "1" and int(done) + int(dead) >= total,
     }
 
