@@ -147,11 +147,32 @@ class CrashGuard(Middleware):
         self.cfg = cfg
         self.client = client
         self._script = client.register_script(_DELIVERY_LUA)
+        #: Redis message ids between "processing started" and "acknowledged" (see Heartbeat's sweep)
+        self.holding: set[str] = set()
+        self._lock = threading.Lock()
+
+    def _hold(self, message: Any, on: bool) -> None:
+        rid = message.options.get("redis_message_id")
+        if rid:
+            with self._lock:
+                if on:
+                    self.holding.add(rid)
+                else:
+                    self.holding.discard(rid)
+
+    def held(self) -> set[str]:
+        """A snapshot of the ids being processed or acknowledged now."""
+        with self._lock:
+            return set(self.holding)
+
+    def after_ack(self, broker: dramatiq.Broker, message: Any) -> None:
+        self._hold(message, False)
 
     def _key(self, message: Any) -> str:
         return delivery_key(self.cfg.prefix, message.message_id)
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        self._hold(message, True)
         if message.actor_name != ACTOR_NAME:
             return
         suspect, crashes, icrashes = until_connected(
@@ -185,6 +206,7 @@ class CrashGuard(Middleware):
         until_connected(end, "delivery count")
 
     def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
+        self._hold(message, False)
         if message.actor_name != ACTOR_NAME or len(message.args) < 2:
             return
         run_id, lead_id = str(message.args[0]), str(message.args[1])
@@ -216,10 +238,15 @@ class Heartbeat(Middleware):
     """The worker's heartbeat, Dramatiq's dead-worker requeue, the health key and fleet-budget
     lease renewal, on a thread of their own (see the module docstring)."""
 
-    def __init__(self, cfg: WorkerConfig, client: Any, on_beat: Callable[[], None] | None = None) -> None:
+    def __init__(self, cfg: WorkerConfig, client: Any, on_beat: Callable[[], None] | None = None,
+                 guard: CrashGuard | None = None) -> None:
         self.cfg = cfg
         self.client = client
         self.on_beat = on_beat
+        self.guard = guard
+        self.worker: Any = None
+        self.swept = 0
+        self._suspects: set[tuple[str, str]] = set()
         self.stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.started_at = time.time()
@@ -231,6 +258,7 @@ class Heartbeat(Middleware):
         return f"{self.cfg.prefix}:worker:{self.cfg.worker_id}"
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.worker = worker
         self._thread = threading.Thread(target=self._run, args=(broker,), name="waystation-heartbeat",
                                         daemon=True)
         self._thread.start()
@@ -265,6 +293,7 @@ class Heartbeat(Middleware):
                 if redis_broker and now - healthy_since >= self.cfg.heartbeat_timeout and \
                         now - last_maintenance >= beat * 2:
                     self._maintain(broker)
+                    self._sweep(broker)
                     last_maintenance = now
             except _connection_errors() as exc:
                 if healthy_since is not None:
@@ -291,6 +320,52 @@ class Heartbeat(Middleware):
                     int(self.cfg.heartbeat_timeout * 1000), broker.dead_message_ttl, "1",
                     broker._max_unpack_size()]
             dispatch(args=args, keys=[broker.namespace])
+
+
+    def _held_here(self) -> set[str]:
+        """Redis ids of the messages this process holds: queued for its worker threads, waiting in
+        its consumers' delay queues, or being processed / acknowledged."""
+        held = self.guard.held() if self.guard is not None else set()
+        worker = self.worker
+        if worker is None:
+            return held
+        queues = [worker.work_queue] + [c.delay_queue for c in list(worker.consumers.values())]
+        for q in queues:
+            with q.mutex:
+                items = list(q.queue)
+            for item in items:
+                rid = item.message.options.get("redis_message_id")
+                if rid:
+                    held.add(rid)
+        return held
+
+    def _sweep(self, broker: Any) -> None:
+        """Requeue messages this worker has fetched (they are in its ack sets) but no longer holds:
+        a consumer restarted after a dropped connection forgets the delayed retries it held, and a
+        fetch whose reply was lost leaves its messages behind. Only ids seen stranded on two
+        sweeps in a row go back (a message in transit from Redis to the work queue is not)."""
+        found: set[tuple[str, str]] = set()
+        for queue in (self.cfg.queue, f"{self.cfg.queue}.DQ"):
+            acks = self.client.smembers(f"{broker.namespace}:__acks__.{broker.broker_id}.{queue}")
+            if not acks:
+                continue
+            held = self._held_here()
+            for raw in acks:
+                rid = raw.decode() if isinstance(raw, bytes) else str(raw)
+                if rid not in held:
+                    found.add((queue, rid))
+        again = found & self._suspects
+        self._suspects = found - again
+        by_queue: dict[str, list[str]] = {}
+        for queue, rid in again:
+            by_queue.setdefault(queue, []).append(rid)
+        for queue, ids in by_queue.items():
+            args = ["requeue", int(time.time() * 1000), queue, broker.broker_id,
+                    int(self.cfg.heartbeat_timeout * 1000), broker.dead_message_ttl, "0",
+                    broker._max_unpack_size(), *ids]
+            broker.scripts["dispatch"](args=args, keys=[broker.namespace])
+            self.swept += len(ids)
+            log.warning("requeued %d message(s) of %s this worker had fetched but no longer held", len(ids), queue)
 
 
 def live_workers(client: Any, prefix: str) -> dict[str, dict[str, Any]]:
@@ -340,7 +415,7 @@ def make_broker(cfg: WorkerConfig, *, state_client: Any, for_worker: bool = True
     else:
         raise ValueError(f"unknown broker URL scheme {scheme!r}: use redis:// or amqp://")
     if for_worker:
-        hb = Heartbeat(cfg, state_client, on_beat)
+        hb = Heartbeat(cfg, state_client, on_beat, guard)
         broker.add_middleware(hb)
         named["heartbeat"] = hb
     return broker, named

@@ -216,12 +216,18 @@ class Runtime:
         delay = 0.2
         while True:
             try:
-                if await self.client.hexists(keys.results, lead_id):
-                    # its worker recorded the result and died before the acknowledgement: nothing to do
-                    await self.client.hincrby(keys.counts, "redelivered_done", 1)
-                    return "redelivered"
                 engine = await self.engine_for(run_id)
-                await self.client.hset(keys.inflight, lead_id, self.cfg.worker_id)
+                pipe = self.client.pipeline(transaction=False)
+                pipe.hexists(keys.results, lead_id)
+                pipe.hset(keys.inflight, lead_id, self.cfg.worker_id)
+                finished, _ = await pipe.execute()
+                if finished:
+                    # its worker recorded the result and died before the acknowledgement: nothing to do
+                    pipe = self.client.pipeline(transaction=False)
+                    pipe.hincrby(keys.counts, "redelivered_done", 1)
+                    pipe.hdel(keys.inflight, lead_id)
+                    await pipe.execute()
+                    return "redelivered"
                 result = await engine.run(lead, lead_id=lead_id)
                 body = {"status": result.status, "reason": result.reason, "cost": round(result.total_cost, 6),
                         "data": result.data, "errors": list(result.errors),
@@ -267,7 +273,15 @@ class Runtime:
         return False
 
     async def _maybe_complete(self, keys: RunKeys) -> None:
-        """Mark the run complete in the checkpoint store's run list when its last lead is done."""
+        """Mark the run complete in the checkpoint store's run list when its last lead is done
+        (one round trip per lead; the full status only once at the end)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(keys.meta, ["leads", "sealed", "completed"])
+        pipe.hlen(keys.results)
+        pipe.hlen(keys.dead)
+        (total, sealed, completed), done, dead = await pipe.execute()
+        if sealed != b"1" or completed is not None or int(done) + int(dead) < int(total or 0):
+            return
         status = await run_status(self.client, keys)
         if status["finished"]:
             assert self.store is not None
