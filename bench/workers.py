@@ -122,8 +122,8 @@ def measure(args: argparse.Namespace, workers: int, vendor_url: str, tmp: Path) 
     env = {**os.environ, "PYTHONPATH": str(tmp) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "WAYSTATION_EXTRA_PLUGINS": "benchstations", "WAYSTATION_LOAD_PLUGINS": "",
            "BENCH_CLIENT": args.client, "BENCH_STATIONS": str(args.stations)}
-    procs = [subprocess.Popen([sys.executable, "-m", "waystation", "worker", "--redis", args.redis, "--prefix", prefix,
-                               "--queue", prefix, "--concurrency", str(args.concurrency)], env=env,
+    procs = [subprocess.Popen([sys.executable, "-m", "waystation", "worker", "--redis-url", args.redis,
+                               "--prefix", prefix, "--queue", prefix, "--concurrency", str(args.concurrency)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(workers)]
     try:
         deadline = time.monotonic() + 60

@@ -22,7 +22,7 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def fleet_args(prefix: str, redis_url: str = REDIS_URL) -> list[str]:
-    return ["--redis", redis_url, "--prefix", prefix, "--queue", prefix]
+    return ["--redis-url", redis_url, "--prefix", prefix, "--queue", prefix]
 
 
 def config(prefix: str, redis_url: str = REDIS_URL, **kw: Any) -> Any:

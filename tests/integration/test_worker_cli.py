@@ -41,7 +41,7 @@ def test_two_workers_drain_the_queue_each_lead_once(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "routes", tmp_path / "routes")
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     prefix = f"wstest-{uuid.uuid4().hex[:8]}"
-    fleet = ["--redis", REDIS_URL, "--prefix", prefix, "--queue", prefix]
+    fleet = ["--redis-url", REDIS_URL, "--prefix", prefix, "--queue", prefix]
     try:
         enq = waystation("enqueue", "routes/free-only.yaml", "examples/leads.csv", *fleet, "--json", cwd=tmp_path)
         out, err = enq.communicate(timeout=120)

@@ -14,16 +14,17 @@ from typing import Any
 
 import click
 
-REDIS_HELP = "Redis URL of the fleet: run state, checkpoints, fleet budget, shared limits (also WAYSTATION_REDIS_URL)."
+REDIS_HELP = "Redis URL of the fleet: run state, checkpoints, fleet budget, shared limits"
 
 
 def _need_extra() -> None:
+    from waystation.cli.errors import missing_extra
+
     try:
         import dramatiq  # noqa: F401
         import redis  # noqa: F401
     except ImportError as exc:
-        raise click.ClickException(f"workers need the 'workers' extra ({exc.name} is missing): "
-                                   "pip install 'waystation[workers]'") from None
+        raise missing_extra(exc.name or "dramatiq") from None
 
 
 def _fleet_options(f: Any) -> Any:
@@ -33,9 +34,9 @@ def _fleet_options(f: Any) -> Any:
                      help="Prefix of every Redis key of the fleet.")(f)
     f = click.option("--broker", "broker_url", default=None, envvar="WAYSTATION_BROKER_URL",
                      help="Broker URL when it is not the Redis above: amqp://... for RabbitMQ.")(f)
-    f = click.option("--redis", "--redis-url", "redis_url", envvar="WAYSTATION_REDIS_URL", required=True,
-                     help=REDIS_HELP)(f)
-    return f
+    from waystation.cli.options import redis_url_option
+
+    return redis_url_option(required=True, help=REDIS_HELP, why="the worker fleet's queue and state live there")(f)
 
 
 def _config(redis_url: str, broker_url: str | None, prefix: str, queue_name: str, **kw: Any) -> Any:
@@ -71,16 +72,15 @@ def enqueue_command(ctx: click.Context, route: Path, input_path: Path, redis_url
     from waystation.errors import RouteError
 
     cfg = _config(redis_url, broker_url, prefix, queue_name, ttl=ttl)
+    from waystation.cli.errors import route_error, service
     from waystation.worker.runs import enqueue_file
 
     try:
-        done = enqueue_file(cfg, route, input_path, host=get_host(ctx), input_format=fmt,
-                            budget_total=budget_total, run_id=run_id)
+        with service("Redis", redis_url):
+            done = enqueue_file(cfg, route, input_path, host=get_host(ctx), input_format=fmt,
+                                budget_total=budget_total, run_id=run_id)
     except RouteError as exc:
-        for p in exc.problems:
-            click.echo(f"{p}", err=True)
-        ctx.exit(1)
-        return
+        raise route_error(exc) from None
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     for line in done.rejected:
@@ -207,9 +207,11 @@ def queue_status(run_id: str, redis_url: str, broker_url: str | None, prefix: st
                  as_json: bool) -> None:
     """Queued, in progress, done (succeeded/stopped/failed), dead-lettered, spend; whether RUN is finished."""
     cfg = _config(redis_url, broker_url, prefix, queue_name)
+    from waystation.cli.errors import service
     from waystation.worker.runs import status
 
-    st = asyncio.run(status(cfg, run_id))
+    with service("Redis", redis_url):
+        st = asyncio.run(status(cfg, run_id))
     if st is None:
         raise click.ClickException(f"no worker run {run_id!r} (expired after its TTL, or another --prefix)")
     if as_json:
@@ -237,10 +239,12 @@ def queue_status(run_id: str, redis_url: str, broker_url: str | None, prefix: st
 def queue_replay_dead(run_id: str, redis_url: str, broker_url: str | None, prefix: str, queue_name: str) -> None:
     """Put RUN's dead-lettered leads back on the queue (they resume from their checkpoints)."""
     cfg = _config(redis_url, broker_url, prefix, queue_name)
+    from waystation.cli.errors import service
     from waystation.worker.app import replay_dead
 
     try:
-        n = replay_dead(cfg, run_id)
+        with service("Redis", redis_url):
+            n = replay_dead(cfg, run_id)
     except NotImplementedError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"replayed {n} dead-lettered lead(s) of run {run_id}")
@@ -263,7 +267,11 @@ def queue_list(redis_url: str, broker_url: str | None, prefix: str, queue_name: 
         finally:
             await client.aclose()
 
-    for rid in asyncio.run(go()):
+    from waystation.cli.errors import service
+
+    with service("Redis", redis_url):
+        ids = asyncio.run(go())
+    for rid in ids:
         click.echo(rid)
 
 
@@ -282,10 +290,12 @@ def export_command(run_id: str, output: Path, output_format: str | None, rejects
     Exits 1 when the run is not finished (the unfinished rows are written with _status unfinished).
     """
     cfg = _config(redis_url, broker_url, prefix, queue_name)
+    from waystation.cli.errors import service
     from waystation.worker.runs import export
 
     try:
-        counts = asyncio.run(export(cfg, run_id, output, output_format=output_format, rejects_path=rejects))
+        with service("Redis", redis_url):
+            counts = asyncio.run(export(cfg, run_id, output, output_format=output_format, rejects_path=rejects))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(counts))
