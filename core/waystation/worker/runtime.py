@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from waystation.engine import Engine
 from waystation.plan import Plan, compile_route
@@ -90,11 +90,26 @@ class _Isolation:
                 self._cond.notify_all()
 
 
+class EngineListener(Protocol):
+    """Told when a worker process builds an engine for a run and when it closes it (the seam for
+    per-run observers such as the run history: register a plugin on ``engine.pm`` in ``opened``,
+    then call ``engine.refresh_hooks()``; flush and unregister in ``closed``)."""
+
+    async def opened(self, run_id: str, engine: Engine, meta: dict[str, str]) -> None:
+        """The engine of ``run_id`` was built (before its first lead runs)."""
+        ...
+
+    async def closed(self, run_id: str, engine: Engine) -> None:
+        """The engine is being closed (the worker stops, or forgets an old run)."""
+        ...
+
+
 class Runtime:
     """A worker process's engines and connections (see the module docstring)."""
 
     def __init__(self, cfg: WorkerConfig, *, host: PluginHost | None = None,
-                 stations: Iterable[type[Station]] | None = None, max_engines: int = 16) -> None:
+                 stations: Iterable[type[Station]] | None = None, max_engines: int = 16,
+                 listeners: Iterable[EngineListener] = ()) -> None:
         self.cfg = cfg
         if host is None:
             if stations is not None:
@@ -104,6 +119,7 @@ class Runtime:
                 host = PluginHost.discover()
         self.host = host
         self.max_engines = max_engines
+        self.listeners = list(listeners)
         self.client: Any = None
         self.store: CheckpointStore | None = None
         self.engines: dict[str, Engine] = {}
@@ -131,9 +147,8 @@ class Runtime:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer
-        for engine in self.engines.values():
-            with contextlib.suppress(Exception):
-                await engine.close()
+        for run_id, engine in list(self.engines.items()):
+            await self._close_engine(run_id, engine)
         self.engines.clear()
         if self.store is not None:
             with contextlib.suppress(Exception):
@@ -171,12 +186,13 @@ class Runtime:
             engine = Engine(plan, self.host, checkpointer=self.store, run_id=run_id, shared_budget=fleet,
                             redis_url=self.cfg.redis_url, redis_prefix=self.cfg.prefix,
                             lease_seconds=self.cfg.lease)
+            for listener in self.listeners:
+                await listener.opened(run_id, engine, meta)
             while len(self.engines) >= self.max_engines:  # forget the oldest run's engine
                 old_id = next(iter(self.engines))
                 old = self.engines.pop(old_id)
                 self.budgets.pop(old_id, None)
-                with contextlib.suppress(Exception):
-                    await old.close()
+                await self._close_engine(old_id, old)
             self.engines[run_id] = engine
             self.budgets[run_id] = fleet
             return engine
@@ -209,6 +225,15 @@ class Runtime:
             raise
         finally:
             self.tasks.discard(task)
+
+    async def _close_engine(self, run_id: str, engine: Engine) -> None:
+        for listener in self.listeners:
+            try:
+                await listener.closed(run_id, engine)
+            except Exception:
+                log.exception("closing the engine of run %s: a listener failed", run_id)
+        with contextlib.suppress(Exception):
+            await engine.close()
 
     async def _process(self, run_id: str, lead_id: str, lead: dict[str, Any]) -> str:
         keys = RunKeys(self.cfg.prefix, run_id)
