@@ -30,7 +30,7 @@ import stamina
 
 from waystation.budget import Budget, Hold, reserve_all
 from waystation.deferral import StepDeferred, deferral_for
-from waystation.errors import OutcomeValidationError, StepError, WaystationError
+from waystation.errors import CheckpointFailed, OutcomeValidationError, StepError, WaystationError
 from waystation.lead import check_fields
 from waystation.plan import Plan, PlannedStep, compile_route, outcome_model
 from waystation.plugins import PluginHost
@@ -586,6 +586,9 @@ class Engine:
             except Exception as exc:
                 if hold is not None:
                     await self._release(hold, rc, ps)
+                if isinstance(exc, CheckpointFailed):
+                    rec.attempts -= 1  # nothing went out
+                    raise
                 if isinstance(exc, BreakerOpen) and exc.first_attempt:
                     rec.attempts -= 1  # nothing went out
                     return await self._skip(ps, rc, "breaker_open")
@@ -645,7 +648,12 @@ class Engine:
             if ps.paid and self.checkpointer is not None:
                 rec.intent = True
                 rec.pending_cost = hold.amount if hold is not None else 0.0
-                await self.checkpointer.save(self.run_id, rc.lead_id, rc.to_state())
+                try:
+                    await self.checkpointer.save(self.run_id, rc.lead_id, rc.to_state())
+                except Exception as exc:  # the store, not the station: no call, and not a step failure
+                    rec.intent, rec.pending_cost = False, 0.0
+                    raise CheckpointFailed(f"could not save the intent of {ps.id} ({type(exc).__name__}: "
+                                           f"{exc}); the call was not made") from exc
             nonlocal called
             called = True
             try:
@@ -701,7 +709,7 @@ class Engine:
         def on(exc: Exception) -> bool | float:
             # never retried: CancelledError (not an Exception), an open breaker (no retry sleep
             # either: the failure that just opened it ends the step at once), a non-retryable error
-            if tripped or isinstance(exc, BreakerOpen) or not policy.should_retry(exc):
+            if tripped or isinstance(exc, BreakerOpen | CheckpointFailed) or not policy.should_retry(exc):
                 return False
             after = retry_after_of(exc)
             return min(after, policy.max_delay) if after is not None else True

@@ -73,6 +73,12 @@ class DuplicateStationError(WaystationError):
 # --------------------------------------------------------------------------- step errors
 
 
+class CheckpointFailed(WaystationError):
+    """The checkpoint store failed to save a paid step's intent before its call: the call is not
+    made, and this is the lead's error, not the station's (never retried as a step failure, never
+    recorded as a failed step); the lead stops here and can be resumed once the store is back."""
+
+
 class StepError(WaystationError):
     """Base of the errors a station raises to say how its call failed.
 

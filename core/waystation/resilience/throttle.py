@@ -78,14 +78,24 @@ class Throttle:
             log.warning("%s: the vendor asked to wait %.1f s; every call of this station waits", self.name,
                         seconds)
         if self.backend is not None:
-            await self.backend.pause(seconds)
+            try:
+                await self.backend.pause(seconds)
+            except Exception as exc:  # Redis away: this process pauses alone (like the rate limiter)
+                log.warning("%s: could not share the pause through Redis (%s: %s)", self.name,
+                            type(exc).__name__, exc)
 
     async def remaining(self) -> float:
         """Seconds left of the pause (this process's, or the shared one if longer)."""
         local = self.remaining_local()
         if self.backend is None:
             return local
-        return max(local, await self.backend.remaining())
+        try:
+            shared = await self.backend.remaining()
+        except Exception as exc:  # Redis away: only this process's pause applies (like the rate limiter)
+            log.warning("%s: could not read the shared pause from Redis (%s: %s)", self.name,
+                        type(exc).__name__, exc)
+            return local
+        return max(local, shared)
 
     async def wait(self) -> float:
         """Wait until the station is not paused; the seconds waited (0 in stamina's test mode)."""

@@ -85,9 +85,23 @@ class Drained(Exception):
     """A lead handed back because its worker is shutting down (requeued, no retry used)."""
 
 
+class Deferred(Exception):
+    """A lead a vendor asked to wait for longer than the worker sits out (``retry_at``, epoch
+    seconds): requeued with that delay, no retry used, no result recorded."""
+
+    def __init__(self, retry_at: float) -> None:
+        super().__init__(f"deferred by the vendor until {retry_at:.0f}")
+        self.retry_at = retry_at
+
+
+#: The longest delay Dramatiq accepts for a message (7 days), in ms.
+_MAX_DELAY_MS = 7 * 24 * 3600 * 1000 - 1000
+
+
 class DurableRetries(Retries):
     """Dramatiq's Retries, whose retry enqueue survives a dropped broker connection and which
-    requeues a :class:`Drained` lead at once without counting a retry."""
+    requeues a :class:`Drained` lead at once, and a :class:`Deferred` one after its wait, without
+    counting a retry."""
 
     def __init__(self, stopping: threading.Event, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -97,6 +111,10 @@ class DurableRetries(Retries):
                               exception: BaseException | None = None) -> None:
         if isinstance(exception, Drained):
             until_connected(lambda: broker.enqueue(message.copy()), "requeue of a drained lead")
+            return
+        if isinstance(exception, Deferred):
+            delay = min(_MAX_DELAY_MS, max(0, int((exception.retry_at - time.time()) * 1000)))
+            until_connected(lambda: broker.enqueue(message.copy(), delay=delay), "requeue of a deferred lead")
             return
         super().after_process_message(_DurableEnqueue(broker), message, result=result,  # type: ignore[no-untyped-call]
                                       exception=exception)

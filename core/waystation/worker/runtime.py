@@ -21,13 +21,15 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Protocol
 
+from waystation.deferral import run_settled
 from waystation.engine import Engine
 from waystation.plan import Plan, compile_route
 from waystation.plugins import PluginHost
 from waystation.route import Route
+from waystation.saved import check_queued_lead
 from waystation.station import Station
 from waystation.stores import CheckpointStore, open_store
-from waystation.worker.broker import Drained, _connection_errors, delivery_key
+from waystation.worker.broker import Deferred, Drained, _connection_errors, delivery_key
 from waystation.worker.config import WorkerConfig
 from waystation.worker.fleet import FleetBudget, renew_forever
 from waystation.worker.state import RunKeys, load_meta, record_result, run_status
@@ -236,6 +238,9 @@ class Runtime:
             await engine.close()
 
     async def _process(self, run_id: str, lead_id: str, lead: dict[str, Any]) -> str:
+        problem = check_queued_lead(lead)
+        if problem is not None:  # a tampered or garbled message: retried, then dead-lettered with this
+            raise ValueError(f"unreadable queued lead {lead_id!r}: {problem}")
         keys = RunKeys(self.cfg.prefix, run_id)
         deadline = time.monotonic() + self.cfg.outage_wait
         delay = 0.2
@@ -253,7 +258,12 @@ class Runtime:
                     pipe.hdel(keys.inflight, lead_id)
                     await pipe.execute()
                     return "redelivered"
-                result = await engine.run(lead, lead_id=lead_id)
+                # a vendor's short wait is sat out here (run_settled); a longer one sends the lead
+                # back to the queue with that delay, unfinished and unrecorded
+                result = await run_settled(engine, lead, lead_id=lead_id)
+                if result.status == "deferred":
+                    await self.client.hdel(keys.inflight, lead_id)
+                    raise Deferred(result.retry_at or time.time() + 60)
                 body = {"status": result.status, "reason": result.reason, "cost": round(result.total_cost, 6),
                         "data": result.data, "errors": list(result.errors),
                         "failed_steps": {sid: r.error for sid, r in result.steps.items() if r.status == "failed"},
@@ -265,7 +275,7 @@ class Runtime:
                 self.done += 1
                 await self._maybe_complete(keys)
                 return result.status
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, Deferred):
                 raise
             except Exception as exc:
                 if not self._outage(exc) or time.monotonic() >= deadline:
