@@ -343,3 +343,25 @@ def test_breaker_reset_of_an_unknown_station_is_an_error() -> None:
     assert ran.code == 2, ran.err
     assert "no station 'NoSuchStation' is installed and no shared breaker has state for it" in ran.err
     assert "closed" not in ran.out
+
+
+@pytest.mark.parametrize("columns", [80, 120, 200])
+def test_run_report_keeps_station_names_whole(tmp_path: Path, columns: int) -> None:
+    route = tmp_path / "r.yaml"
+    route.write_text(f"name: long\nsteps:\n  - station: {NAMES[0]}\n  - station: {NAMES[1]}\n  - station: Short\n")
+    leads = tmp_path / "leads.csv"
+    leads.write_text("id,first_name,last_name,phone\n1,Ada,Lovelace,+12125550123\n")
+    args = ("run", str(route), str(leads), "-o", str(tmp_path / "out.csv"), "--checkpoint",
+            f"sqlite:///{tmp_path / 'ck.db'}", "--no-progress")
+    ran = on_terminal(*args, columns=columns)
+    assert ran.code == 0, ran.text
+    for name in NAMES:
+        assert name in ran.text
+    table = [line for line in ran.text.splitlines() if line[:1] in "┏┃┡│└"]
+    assert table and max(len(line) for line in table) <= columns
+    piped_run = piped(*args[:-1])
+    assert piped_run.code == 0
+    lines = piped_run.out.splitlines()
+    for name in NAMES:
+        [row] = [ln for ln in lines if ln.startswith(name + " ")]
+        assert "…" not in row

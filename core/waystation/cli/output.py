@@ -118,11 +118,13 @@ def _fit(columns: Sequence[Column], cells: list[list[str]], width: int) -> list[
 
 
 def emit(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], fmt: str, *, title: str | None = None,
-         json_rows: Sequence[Any] | None = None, empty: str | None = None) -> None:
+         json_rows: Sequence[Any] | None = None, empty: str | None = None,
+         more: str = "--format plain shows all") -> None:
     """Print ``rows`` in ``fmt`` (``table``, ``plain``, ``tsv``, ``json``).
 
     ``json_rows`` (default ``rows``) is what ``json`` prints; ``empty`` is said on stderr when there
-    is no row in a human format (stdout stays empty, so a pipe gets nothing).
+    is no row in a human format (stdout stays empty, so a pipe gets nothing); ``more`` tells how to
+    see the columns a narrow terminal hides.
     """
     if fmt == "json":
         items = list(json_rows if json_rows is not None else rows)
@@ -165,7 +167,7 @@ def emit(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], fmt: str,
     out.print(table)
     dropped = [columns[i].header for i in range(len(columns)) if i not in keep]
     if dropped:
-        out.print(Text(f"(not shown at this width: {', '.join(dropped)}; --format plain shows all)",
+        out.print(Text(f"(not shown at this width: {', '.join(dropped)}" + (f"; {more})" if more else ")"),
                        style="dim"))
 
 

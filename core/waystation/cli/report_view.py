@@ -46,7 +46,7 @@ def report_columns(show_station: bool) -> list[output.Column]:
     ]
 
 
-def print_report(report: Report, fmt: str | None = None) -> None:
+def print_report(report: Report, fmt: str | None = None, *, more: str = "--json shows all") -> None:
     """Print ``report``: its title, one row per step, and the lead counts."""
     fmt = fmt or output.resolve_format(None)
     if fmt == "json":
@@ -64,7 +64,7 @@ def print_report(report: Report, fmt: str | None = None) -> None:
     title = f"run {report.run_id} — route {report.route}" + ("" if report.complete else " (incomplete)")
     if fmt != "table":
         click.echo(title)
-    output.emit(rows, report_columns(show_station), fmt, title=title)
+    output.emit(rows, report_columns(show_station), fmt, title=title, more=more)
     leads = ", ".join(f"{k} {v}" for k, v in report.leads.items() if v) or "none"
     budget = f" of {_money(report.budget_total)}" if report.budget_total is not None else ""
     elapsed = f"; {report.elapsed:.1f} s" if report.elapsed is not None and report.source == "run" else ""

@@ -166,7 +166,7 @@ def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path 
         if known is not None:
             raise known from None
         raise UsageProblem(str(exc), exit_code=EXIT_USAGE) from None
-    print_report(result.report)
+    print_report(result.report, more="`waystation report RUN_ID --json` shows all")
     rejected = str(result.rejects) if result.rejects.exists() else "none"
     click.echo(f"output: {result.output} ({result.written:,} rows); rejects: {rejected}; run id: {result.run_id}")
     if result.exit_code:

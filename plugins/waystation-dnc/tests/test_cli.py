@@ -74,8 +74,31 @@ def test_status_warns_about_old_data(tmp_path: Path, write: Write) -> None:
 
 def test_errors(tmp_path: Path) -> None:
     code, out = invoke("dnc", "import", str(tmp_path / "missing.txt"), "--store", str(tmp_path / "d.sqlite"))
-    assert code == 1 and "DNC file not found" in out
+    assert code == 2 and "DNC file not found" in out  # exit codes of the README's table: 2 usage/input
     code, out = invoke("dnc", "status", "--store", str(tmp_path / "none.sqlite"))
-    assert code == 1 and "no DNC store" in out
+    assert code == 2 and "no DNC store" in out
     code, out = invoke("dnc", "import", "x.txt", "--as-of", "last week", "--store", str(tmp_path / "d.sqlite"))
     assert code == 2 and "not an ISO date" in out
+
+
+def test_piped_output_is_never_wrapped(tmp_path: Path) -> None:
+    """`dnc import` and `dnc status` in a pipe: one line per file / per list, whatever the width."""
+    import os
+    import subprocess
+    import sys
+
+    deep = tmp_path / ("a-rather-long-folder-name-" * 4)
+    deep.mkdir()
+    f = deep / "212.txt"
+    f.write_text("2125550100\n2125550101\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS",)}
+    store = str(tmp_path / "d.sqlite")
+    res = subprocess.run([sys.executable, "-m", "waystation", "dnc", "import", str(f), "--store", store],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 0, res.stderr
+    [line] = res.stdout.splitlines()
+    assert line.startswith(str(f)) and "2 lines, +2 added" in line and len(line) > 120
+    st = subprocess.run([sys.executable, "-m", "waystation", "dnc", "status", "--store", store],
+                        capture_output=True, text=True, env=env, timeout=60)
+    assert st.returncode == 0 and "┃" not in st.stdout
+    assert any(ln.startswith("federal ") and "212" in ln for ln in st.stdout.splitlines())

@@ -9,13 +9,18 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.table import Table
+from waystation.cli import output
+from waystation.cli.errors import EXIT_USAGE, print_error, warn
 
 from waystation_dnc.lists import LISTS
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+_STATUS_COLUMNS = [
+    output.Column("list", "list", priority=100, name=True),
+    output.Column("numbers", "numbers", priority=90, justify="right"),
+    output.Column("area_codes", "area codes", priority=40),
+    output.Column("oldest", "oldest data", priority=60),
+    output.Column("age", "age (days)", priority=80),
+]
 
 _STORE_HELP = "The SQLite store (default: $WAYSTATION_DNC_STORE or .waystation/dnc.sqlite)."
 
@@ -72,26 +77,26 @@ def import_(files: tuple[str, ...], list_name: str, changes: bool, action: str |
                 res = st.import_file(f, list_name, changes=changes, action=action, as_of=when,  # type: ignore[arg-type]
                                      replace=replace and i == 0, force=force)
             except DNCFileError as exc:
-                err_console.print(f"[red]error[/red] {exc}")
+                print_error(str(exc))
                 failed = True
                 continue
             results.append(res)
             if as_json:
                 continue
             if res.skipped:
-                console.print(f"{f}: already imported into {list_name} (use --force to import it again)")
+                click.echo(f"{f}: already imported into {list_name} (use --force to import it again)")
                 continue
             label = "change list" if changes else "full list" if list_name == "federal" else "list"
-            console.print(
+            click.echo(
                 f"{f}: {label} -> {list_name}: {res.lines} lines, +{res.added} added, "
                 f"-{res.deleted + res.replaced} removed, {res.rejected} rejected; area codes "
                 f"{_area_codes(res.area_codes)}")
             for ex in res.rejected_examples:
-                err_console.print(f"  [yellow]rejected[/yellow] {ex}")
+                click.echo(f"  rejected {ex}", err=True)
     if as_json:
         click.echo(json.dumps([r.__dict__ for r in results], indent=2))
     if failed:
-        sys.exit(1)
+        sys.exit(EXIT_USAGE)
 
 
 @dnc.command()
@@ -106,8 +111,8 @@ def status(store: str | None, as_json: bool) -> None:
 
     path = _store_path(store)
     if not path.exists():
-        err_console.print(f"[red]error[/red] no DNC store at {path} (run 'waystation dnc import' first)")
-        sys.exit(1)
+        print_error(f"no DNC store at {path}", "run 'waystation dnc import' first (or pass --store)")
+        sys.exit(EXIT_USAGE)
     with DNCStore(path) as st:
         lists = st.status()
         recent = st.imports(5)
@@ -116,21 +121,17 @@ def status(store: str | None, as_json: bool) -> None:
                                "lists": {k: {**v.__dict__, "stale": v.stale} for k, v in lists.items()},
                                "imports": recent}, indent=2))
     else:
-        table = Table(title=f"DNC store {path}")
-        for col in ("list", "numbers", "area codes", "oldest data", "age (days)"):
-            table.add_column(col)
-        for s in lists.values():
-            age = "-" if s.age_days is None else f"{s.age_days:.1f}"
-            if s.stale:
-                age = f"[red]{age}[/red]"
-            table.add_row(s.list_name, f"{s.numbers:,}", f"{len(s.area_codes)}: {_area_codes(s.area_codes)}",
-                          s.oldest or "-", age)
-        console.print(table)
+        rows = [{"list": st_.list_name, "numbers": f"{st_.numbers:,}",
+                 "area_codes": f"{len(st_.area_codes)}: {_area_codes(st_.area_codes)}",
+                 "oldest": st_.oldest or "-",
+                 "age": ("-" if st_.age_days is None else f"{st_.age_days:.1f}") + (" (stale)" if st_.stale else "")}
+                for st_ in lists.values()]
+        output.emit(rows, _STATUS_COLUMNS, output.resolve_format(None), title=f"DNC store {path}",
+                    empty="the store holds no list yet")
     for s in lists.values():
         if s.stale and not as_json:
-            err_console.print(f"[yellow]warning[/yellow] {s.list_name} data is {s.age_days:.0f} days old (oldest "
-                              f"{s.oldest}); the FTC requires scrubbing against data at most {MAX_AGE_DAYS} "
-                              "days old: download and import it again")
+            warn(f"{s.list_name} data is {s.age_days:.0f} days old (oldest {s.oldest}); the FTC requires "
+                 f"scrubbing against data at most {MAX_AGE_DAYS} days old", "download and import it again")
 
 
 @dnc.command()
@@ -142,15 +143,15 @@ def check(numbers: tuple[str, ...], store: str | None) -> None:
 
     path = _store_path(store)
     if not path.exists():
-        err_console.print(f"[red]error[/red] no DNC store at {path}")
-        sys.exit(1)
+        print_error(f"no DNC store at {path}", "run 'waystation dnc import' first (or pass --store)")
+        sys.exit(EXIT_USAGE)
     with DNCStore(path) as st:
         loaded = st.loaded_area_codes("federal")
         for raw in numbers:
             n = normalize_number(raw)
             if n is None:
-                console.print(f"{raw}: not a 10-digit US number")
+                click.echo(f"{raw}: not a 10-digit US number")
                 continue
             found = st.lookup(n)
             note = "" if area_code(n) in loaded else " (federal list of this area code not loaded)"
-            console.print(f"{raw}: {', '.join(found) if found else 'not listed'}{note}")
+            click.echo(f"{raw}: {', '.join(found) if found else 'not listed'}{note}")
