@@ -172,6 +172,13 @@ def test_missing_redis_extra_names_the_pip_line(tmp_path: Path) -> None:
     assert ran.code == 3, ran.err
     assert "pip install 'waystation[redis]'" in ran.err
     no_traceback(ran.err)
+    breaker = piped("breaker", "status", "--redis-url", "redis://127.0.0.1:6379/0", env=env)
+    assert breaker.code == 3 and "pip install 'waystation[redis]'" in breaker.err
+    no_traceback(breaker.err)
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['dramatiq'] = None\n")
+    queue = piped("queue", "status", "RUN", "--redis-url", "redis://127.0.0.1:6379/0", env=env)
+    assert queue.code == 3 and "pip install 'waystation[workers]'" in queue.err, queue.err
+    no_traceback(queue.err)
 
 
 def test_usage_errors_exit_2_without_traceback(tmp_path: Path) -> None:
