@@ -46,7 +46,7 @@ def report_columns(show_station: bool) -> list[output.Column]:
     ]
 
 
-def print_report(report: Report, fmt: str | None = None, *, more: str = "--json shows all") -> None:
+def print_report(report: Report, fmt: str | None = None, *, more: str = "--format plain shows all") -> None:
     """Print ``report``: its title, one row per step, and the lead counts."""
     fmt = fmt or output.resolve_format(None)
     if fmt == "json":
@@ -62,6 +62,9 @@ def print_report(report: Report, fmt: str | None = None, *, more: str = "--json 
         "p50": _secs(s.latency_p50), "p95": _secs(s.latency_p95), "in_doubt": s.in_doubt,
     } for s in report.stations]
     title = f"run {report.run_id} — route {report.route}" + ("" if report.complete else " (incomplete)")
+    if fmt == "tsv":  # the table alone, for other tools
+        output.emit(rows, report_columns(show_station), fmt)
+        return
     if fmt != "table":
         click.echo(title)
     output.emit(rows, report_columns(show_station), fmt, title=title, more=more)

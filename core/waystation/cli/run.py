@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from waystation.cli.errors import EXIT_USAGE, UsageProblem, route_error, service, translate
-from waystation.cli.options import checkpoint_option
+from waystation.cli.options import checkpoint_option, format_option
 from waystation.stores import DEFAULT_SQLITE_URL
 
 if TYPE_CHECKING:
@@ -184,9 +184,9 @@ def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path 
 @click.command("report")
 @click.argument("run_id", required=False)
 @checkpoint_option(default=DEFAULT_SQLITE_URL, help="The checkpoint store the run used.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@format_option
 @click.pass_context
-def report_command(ctx: click.Context, run_id: str | None, checkpoint: str, as_json: bool) -> None:
+def report_command(ctx: click.Context, run_id: str | None, checkpoint: str, fmt: str | None, as_json: bool) -> None:
     """Print the per-station report of RUN_ID (without RUN_ID: the latest run in the store).
 
     The figures are rebuilt from the run's saved lead states, so they are right also for a run
@@ -219,9 +219,9 @@ def report_command(ctx: click.Context, run_id: str | None, checkpoint: str, as_j
     got = with_store(checkpoint, go)
     assert got is not None
     meta, rep = got["meta"], got["report"]
-    if as_json:
+    if as_json or fmt == "json":
         click.echo(json.dumps(rep.as_dict(), indent=2))
         return
-    print_report(rep)
+    print_report(rep, fmt)
     if meta.get("status") != "complete" and meta.get("resume_command"):
         click.echo(f"status {meta.get('status')}; resume with: {meta['resume_command']}")
