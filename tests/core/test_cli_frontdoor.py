@@ -110,6 +110,14 @@ def test_one_typo_gives_one_error_with_the_package_hint(tmp_path: Path) -> None:
     assert len(problems) == 1, ran.err
     assert "did you mean 'TruePeopleSearchStation'? It is in waystation-peoplesearch: pip install " \
            "waystation-peoplesearch" in problems[0]
+    # a field that only the misspelt station would have provided is not a second error
+    route.write_text("name: r\nsteps:\n  - station: TruePeopleSearchStatoin\n"
+                     f"  - station: {NAMES[1]}\n")
+    ran = piped("check", str(route), "--input-fields", "id,first_name")
+    assert ran.code == 2 and len([ln for ln in ran.err.splitlines() if str(route) in ln]) == 1, ran.err
+    route.write_text(f"name: r\nsteps:\n  - station: Short\n  - station: {NAMES[1]}\n")
+    alone = piped("check", str(route), "--input-fields", "id,first_name")
+    assert alone.code == 2 and "requires field 'phone'" in alone.err  # without the typo it is reported
 
 
 # -- errors and exit codes ------------------------------------------------------------------------
