@@ -168,6 +168,15 @@ def test_unreachable_redis_names_the_url_with_the_password_masked(tmp_path: Path
     assert "check that Redis is running" in ran.err and "hunter2" not in ran.err
     no_traceback(ran.err)
     assert len(ran.err.strip().splitlines()) == 2
+    route = tmp_path / "r.yaml"
+    route.write_text(EXAMPLE_ROUTE)
+    leads = tmp_path / "leads.csv"
+    leads.write_text("id\n1\n")
+    run = piped("run", str(route), str(leads), "-o", str(tmp_path / "o.csv"), "--checkpoint",
+                "redis://:hunter2@127.0.0.1:1/0")
+    assert run.code == 3 and "cannot reach Redis at redis://:***@127.0.0.1:1/0" in run.err
+    assert "hunter2" not in run.err + run.out
+    no_traceback(run.err)
     debug = piped("--debug", "runs", "--checkpoint", "redis://:hunter2@127.0.0.1:1/0")
     assert debug.code == 3 and "Traceback" in debug.err
 
@@ -195,6 +204,7 @@ def test_usage_errors_exit_2_without_traceback(tmp_path: Path) -> None:
         ran = piped(*args)
         assert ran.code == 2, (args, ran.err)
         no_traceback(ran.err)
+        assert len(ran.err.strip().splitlines()) <= 2 and ran.err.startswith("error: "), ran.err
 
 
 # -- runs ----------------------------------------------------------------------------------------

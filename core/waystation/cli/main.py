@@ -281,8 +281,9 @@ def run_cli(argv: list[str] | None = None) -> int:
             traceback.print_exception(exc.__cause__)
         exc.show()
         return exc.exit_code
-    except click.UsageError as exc:
-        exc.show()
+    except click.UsageError as exc:  # two lines, not click's usage block
+        where = exc.ctx.command_path if exc.ctx is not None else "waystation"
+        print_error(exc.format_message(), f"see `{where} --help`")
         return exc.exit_code
     except click.ClickException as exc:  # a plain one is the user's to fix: a usage error
         print_error(exc.format_message())
