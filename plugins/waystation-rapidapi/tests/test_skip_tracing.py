@@ -456,6 +456,7 @@ async def test_two_people_scoring_the_same_is_ambiguous_and_no_details_are_bough
     assert "match_score" not in run.result.data
     assert run.record.cost == pytest.approx(0.01)  # the search only
     assert requests_to(rapid, DETAILS) == []
+    assert (run.result.status, run.record.attempts, run.result.total_cost) == ("succeeded", 1, pytest.approx(0.01))
 
 
 async def test_the_tie_margin_is_a_setting(rapid: HTTPServer, settings: dict[str, Any]) -> None:
@@ -479,6 +480,7 @@ async def test_a_search_by_phone_never_writes_a_person_who_lacks_that_phone(rapi
     assert "does not carry the lead's phone" in run.record.misses["phone"]
     assert run.record.cost == pytest.approx(0.02)  # both calls were made and billed
     assert "emails" not in run.result.data and "current_address" not in run.result.data
+    assert (run.result.status, run.record.attempts) == ("succeeded", 1)
 
 
 async def test_a_search_by_email_never_writes_a_person_who_lacks_that_email(rapid: HTTPServer,
