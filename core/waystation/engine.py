@@ -640,8 +640,8 @@ class Engine:
         called = False
 
         async def call() -> Outcome:
-            if throttle is not None:
-                await throttle.wait()  # the vendor asked every call of this station to wait
+            if throttle is not None and throttle.remaining_local() > 0:
+                await throttle.wait(local_only=True)  # a pause taken while this call waited for its slot
             if breaker is not None and limiter is not None and await breaker.refuses():
                 # it opened while this call waited for its rate-limit slot
                 raise BreakerOpen(f"breaker of {name} opened", first_attempt=rec.attempts == first)
@@ -674,6 +674,9 @@ class Engine:
                     raise BreakerOpen(f"breaker of {name} opened")
                 holding = True
             try:
+                if throttle is not None:
+                    # the vendor asked every call of this station to wait (here, or in another worker)
+                    await throttle.wait()
                 if limiter is not None:
                     async with limiter.slot():
                         out = await call()

@@ -269,3 +269,18 @@ async def test_run_settled_does_not_sit_out_a_wait_longer_than_max_wait(server: 
     # it returned the lead deferred (with when to retry) instead of sitting out the hour
     assert result.status == "deferred" and result.retry_at is not None and result.retry_at > time.time() + 3000
     assert [s for _, s in vendor.arrivals] == [429]
+
+
+async def test_an_unreachable_redis_leaves_the_pause_to_this_process(server: HTTPServer,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    vendor = Vendor(server, wait=0.5)
+    text = route(server, extra="    breaker: {shared: redis}\n")
+    with caplog.at_level("WARNING"):
+        async with Engine.from_text(text, [ThrottledVendor], redis_url="redis://:hunter2@127.0.0.1:1/0") as engine:
+            results = await asyncio.gather(*(engine.run({"id": f"U{i}", "phone": f"+1415557{i:04d}"})
+                                             for i in range(5)))
+    assert [r.status for r in results] == ["succeeded"] * 5
+    assert [r.steps["ThrottledVendor"].status for r in results] == ["succeeded"] * 5
+    assert vendor.calls_during_wait() == []  # the local pause still held every call back
+    warned = [r for r in caplog.records if "pausing this process alone" in r.getMessage()]
+    assert len(warned) == 1 and "hunter2" not in caplog.text

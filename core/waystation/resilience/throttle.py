@@ -97,11 +97,15 @@ class Throttle:
             return local
         return max(local, shared)
 
-    async def wait(self) -> float:
-        """Wait until the station is not paused; the seconds waited (0 in stamina's test mode)."""
+    async def wait(self, local_only: bool = False) -> float:
+        """Wait until the station is not paused; the seconds waited (0 in stamina's test mode).
+
+        ``local_only``: look at this process's pause only (no Redis round trip), for the check made
+        right before a call, after its rate-limit slot, so that the call goes out on time.
+        """
         waited = 0.0
         while True:
-            left = await self.remaining()
+            left = self.remaining_local() if local_only else await self.remaining()
             if left <= _TOLERANCE or stamina.is_testing():
                 return waited
             await asyncio.sleep(left)
@@ -120,19 +124,42 @@ return left
 
 
 class RedisThrottle:
-    """A station's pause in Redis: a key whose TTL is the remaining wait."""
+    """A station's pause in Redis: a key whose TTL is the remaining wait.
+
+    If Redis cannot be reached the pause fails open to this process's own (the calls go on, paced
+    by the local pause only) and says so in one warning per ``warn_every`` seconds; the Redis URL's
+    password is never logged.
+    """
+
+    warn_every = 30.0
 
     def __init__(self, shared: SharedRedis, name: str) -> None:
         self.shared = shared
+        self.name = name
         self.key = shared.key("throttle", name)
+        self._warned_at = float("-inf")
+
+    def _degraded(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= self.warn_every:
+            self._warned_at = now
+            log.warning("throttle of %s: Redis failed (%s); pausing this process alone", self.name,
+                        type(exc).__name__)
 
     async def pause(self, seconds: float) -> None:
         """Set the pause unless a longer one is already set (atomically, one Lua script)."""
         ms = max(1, int(seconds * 1000))
-        script = self.shared.script("throttle_pause", _PAUSE_LUA)
-        await script(keys=[self.key], args=[ms])
+        try:
+            script = self.shared.script("throttle_pause", _PAUSE_LUA)
+            await script(keys=[self.key], args=[ms])
+        except Exception as exc:
+            self._degraded(exc)
 
     async def remaining(self) -> float:
-        """Seconds left of the pause, by Redis's clock."""
-        ms = await self.shared.client().pttl(self.key)
+        """Seconds left of the pause, by Redis's clock (0 when Redis cannot be reached)."""
+        try:
+            ms = await self.shared.client().pttl(self.key)
+        except Exception as exc:
+            self._degraded(exc)
+            return 0.0
         return max(0.0, int(ms) / 1000.0) if ms is not None and int(ms) > 0 else 0.0
