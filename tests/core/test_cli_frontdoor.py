@@ -391,22 +391,3 @@ def test_run_report_keeps_station_names_whole(tmp_path: Path, columns: int) -> N
         [row] = [ln for ln in lines if ln.startswith(name + " ")]
         assert "…" not in row
 
-
-def test_retry_breaker_and_hook_error_records_carry_station_lead_attempt_category(tmp_path: Path) -> None:
-    route = tmp_path / "r.yaml"
-    route.write_text("name: loud\nsteps:\n  - station: Flaky\n  - station: Broken\n")
-    leads = tmp_path / "leads.csv"
-    leads.write_text("id\nL1\nL2\n")
-    log = tmp_path / "ws.jsonl"
-    ran = piped("--log-format", "json", "--log-file", str(log), "run", str(route), str(leads), "-o",
-                str(tmp_path / "o.csv"), "--checkpoint", f"sqlite:///{tmp_path / 'ck.db'}", "-c", "1",
-                env=env_for("loudplugin"))
-    assert ran.code == 0, ran.err
-    records = [json.loads(line) for line in log.read_text().splitlines()]
-    retries = [r for r in records if r.get("station") == "Flaky" and r.get("attempt") == 1]
-    assert retries and retries[0]["lead_id"] in ("L1", "L2") and retries[0]["category"] == "transient", records
-    breaker = [r for r in records if r.get("station") == "Broken" and "breaker" in r["message"]]
-    assert breaker and breaker[0]["category"] == "permanent" and breaker[0].get("lead_id"), records
-    hooks = [r for r in records if "after_step" in r["message"]]
-    assert hooks and hooks[0]["station"] == "Flaky" and hooks[0]["lead_id"] in ("L1", "L2"), records
-    assert hooks[0]["category"] == "hook_error" and "attempt" in hooks[0]

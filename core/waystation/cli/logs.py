@@ -4,9 +4,10 @@ Default level ``WARNING`` (retries, breaker changes and hook errors are warnings
 lowers it one step (``INFO``, then ``DEBUG``), each ``-q`` raises it (``ERROR``, then ``CRITICAL``);
 ``--log-level`` sets it outright (also ``WAYSTATION_LOG_LEVEL``). Records go to stderr, or to
 ``--log-file`` (appended). ``--log-format json`` writes one JSON object a line with ``time``,
-``level``, ``logger``, ``message`` and every structured field a record carries — the engine's
-retry, breaker and hook-error records carry ``station``, ``step``, ``lead_id``, ``attempt`` and
-``category`` (passed as ``extra=``), so a log pipeline can group them without parsing text.
+``level``, ``logger``, ``message`` and every structured field a record carries — records logged
+while a step runs carry ``station``, ``step``, ``lead_id`` and ``attempt`` (:mod:`waystation.logctx`),
+and the engine's retry, breaker and hook-error records add ``category``, so a log pipeline can
+group them without parsing text.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from waystation.logctx import ContextFilter
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: Attributes every LogRecord has; anything else on a record came from ``extra=``.
@@ -85,6 +88,7 @@ def setup(*, verbose: int = 0, quiet: int = 0, level: str | None = None, fmt: st
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.set_name(_HANDLER_NAME)
+    handler.addFilter(ContextFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.addHandler(handler)
     root.setLevel(lvl)
