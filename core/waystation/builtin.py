@@ -38,5 +38,11 @@ class DefaultsPlugin:
 
     @hookimpl
     async def forget_person(self, request: ForgetRequest) -> list[Erasure]:
-        """Erase the person's lead states from the checkpoint store (``request.checkpoint``)."""
-        return await forget_checkpoints(request)
+        """Erase the person's lead states from the checkpoint store (``request.checkpoint``) and,
+        when it is a worker fleet's, their results and queued messages (:mod:`waystation.worker.forget`)."""
+        erased = await forget_checkpoints(request)
+        from waystation.worker.forget import fleet_of, forget_worker_runs
+
+        if fleet_of(request.checkpoint) is not None:
+            erased += await forget_worker_runs(request)
+        return erased

@@ -126,6 +126,14 @@ def test_every_enqueue_is_its_own_run_so_two_people_under_one_id_keep_their_data
     assert (alice["data"]["name"], alice["data"]["email"]) == ("Alice", "alice@example.com")
     assert (bob["data"]["name"], bob["data"]["email"]) == ("Bob", "bob@example.com")
     assert vendor.calls["lookup"]["1"] == 2  # Bob's paid lookup was made for Bob, not skipped
+    # an erasure request for Alice removes her result (and lead state), not Bob's
+    gone = subprocess.run([*WAYSTATION, "forget", "--email", "alice@example.com", "--checkpoint",
+                           f"{REDIS_URL}?prefix={prefix}:ck", "--json"], env=env(), capture_output=True, text=True,
+                          timeout=60)
+    assert gone.returncode == 0, gone.stderr
+    assert "1" not in results(client, first, prefix) and results(client, second, prefix)["1"]["data"]["name"] == "Bob"
+    assert any(e["where"].startswith("worker runs") and e["what"] == "results" and e["count"] == 1
+               for e in json.loads(gone.stdout)), gone.stdout
 
 
 @pytest.mark.slow
