@@ -7,7 +7,8 @@ leads are enqueued; the clock runs from the first enqueue to the last result. CP
 workers' user+system CPU time over the run divided by the leads.
 
 ``--client per-call`` makes each station build an ``httpx.AsyncClient`` per call (as the shipped
-stations did); ``--client shared`` opens one client per station per process (``Station.open``).
+stations did); ``--client shared`` uses the core's pooled client per station
+(:class:`waystation.http.VendorClient`, one ``httpx.AsyncClient`` per station per process).
 A benchmark, not a test; needs Redis (``--redis``, a fresh key prefix per measurement).
 
     python bench/workers.py [--leads 600] [--workers 1,2,4] [--concurrency 32] [--client shared]
@@ -66,6 +67,7 @@ STATIONS = textwrap.dedent('''
     import os
     import httpx
     from waystation import Outcome, Station, StationSettings, hookimpl
+    from waystation.http import VendorClient
 
     WAYSTATION_API = ">=1,<2"
     SHARED = os.environ.get("BENCH_CLIENT", "shared") == "shared"
@@ -77,7 +79,10 @@ STATIONS = textwrap.dedent('''
         field = f"v{i}"
 
         async def open_(self):
-            self.client = httpx.AsyncClient(base_url=self.settings.base_url, timeout=30) if SHARED else None
+            self.client = None
+            if SHARED:  # the core's process-wide pooled client of the station (waystation.http)
+                self.client = VendorClient(self.name, self.settings.base_url, timeout=30)
+                await self.client.open()
 
         async def close(self):
             if self.client is not None:
@@ -85,7 +90,8 @@ STATIONS = textwrap.dedent('''
 
         async def process(self, ctx):
             if self.client is not None:
-                resp = await self.client.get(f"/{i}")
+                resp = await self.client.get(f"{i}")
+                resp.raise_for_status()
             else:
                 async with httpx.AsyncClient(base_url=self.settings.base_url, timeout=30) as client:
                     resp = await client.get(f"/{i}")

@@ -67,6 +67,13 @@ def leads(n: int, name: str = "Ada") -> list[dict[str, str]]:
     return [{"id": f"L{i:04d}", "name": name} for i in range(n)]
 
 
+def wait_calls(vendor: FakeVendor, calls: int, timeout: float = 60) -> None:
+    """Wait until the vendor answered ``calls`` lookups (mid-run, to strike then)."""
+    deadline = time.monotonic() + timeout
+    while vendor.total("lookup") < calls and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def assert_each_bought_once(vendor: FakeVendor, n: int, got: dict[str, dict] | None = None) -> None:
     calls = vendor.calls["lookup"]
     never = sorted(set(f"L{i:04d}" for i in range(n)) - set(calls))
@@ -147,9 +154,7 @@ def test_a_sigkilled_worker_twice_every_lead_once_no_paid_step_rebought(fleet, v
     killed = 0
     try:
         for threshold in (n // 4, n // 2):
-            deadline = time.monotonic() + 60
-            while vendor.total("lookup") < threshold and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_calls(vendor, threshold)
             victim = workers[killed % 3]
             victim.send_signal(signal.SIGKILL)
             victim.wait()
@@ -235,9 +240,7 @@ def test_workers_survive_a_redis_restart_mid_run(vendor, tmp_path: Path) -> None
     try:
         run_id = enqueue(tmp_path, lookup_route(vendor.url), leads(n), prefix, redis_url=url)
         workers = [start_worker(prefix, "--concurrency", "4", redis_url=url) for _ in range(2)]
-        deadline = time.monotonic() + 60
-        while vendor.total("lookup") < n // 3 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_calls(vendor, n // 3)
         server.send_signal(signal.SIGKILL)
         server.wait()
         time.sleep(2.0)
