@@ -189,13 +189,12 @@ def test_the_worker_path_never_shows_a_key(vendors: Vendors, sentinel: dict[str,
     leads = write_leads(tmp_path / "leads.csv", LEADS)
     tag = uuid.uuid4().hex[:10]
     url = "redis://127.0.0.1:6379/0"
-    stream = f"wstest-{tag}:leads"
-    ck = f"{url}?prefix=wstest-{tag}&ttl=600"
+    fleet = ["--redis-url", url, "--prefix", f"wstest-{tag}", "--queue", f"wstest-{tag}"]
     client = redis.Redis.from_url(url)
     try:
-        waystation("enqueue", str(leads), "--redis", url, "--stream", stream, env=sentinel, cwd=tmp_path)
-        waystation("--log-level", "DEBUG", "worker", str(route), "--redis", url, "--stream", stream,
-                   "--checkpoint", ck, "--idle-exit", "2", "--concurrency", "4", env=sentinel, cwd=tmp_path)
+        waystation("enqueue", str(route), str(leads), *fleet, "--ttl", "600", env=sentinel, cwd=tmp_path)
+        waystation("--log-level", "DEBUG", "worker", *fleet, "--ttl", "600", "--idle-exit", "2", "--concurrency", "4",
+                   env=sentinel, cwd=tmp_path)
         keys = list(client.scan_iter(match=f"wstest-{tag}*"))
         assert keys
         for key in keys:
@@ -206,6 +205,8 @@ def test_the_worker_path_never_shows_a_key(vendors: Vendors, sentinel: dict[str,
                 dump = repr(client.hgetall(key))
             elif kind == b"zset":
                 dump = repr(client.zrange(key, 0, -1))
+            elif kind == b"list":
+                dump = repr(client.lrange(key, 0, -1))
             else:
                 dump = repr(client.dump(key))
             assert_clean(f"redis key {key!r}", dump)
