@@ -109,6 +109,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
+    from waystation.history.collector import HistoryRecorder
+
 log = logging.getLogger("waystation.batch")
 
 Format = Literal["csv", "jsonl"]
@@ -507,6 +509,8 @@ class BatchConfig:
     checkpoint_from_env: bool = False
     #: neutralise CSV formula injection in the CSV output (``--csv-formulas keep`` turns it off)
     escape_formulas: bool = True
+    #: the run history store (``None``: :func:`waystation.history.default_history_url`); ``""``: keep none
+    history: str | None = None
 
     def output_path(self) -> Path:
         """``output``, or ``<input stem>.out.<ext>`` next to the input."""
@@ -797,8 +801,12 @@ class BatchRunner:
                 metrics.stop()
             raise
 
+        from waystation.history.collector import HistoryRecorder
+
         collector = ReportCollector(run_id, route.name, [(s.id, s.spec.station) for s in plan.steps])
-        registered: list[object] = [collector]
+        recorder = HistoryRecorder(None, plan, run_id, input_name=_abs(cfg.input), input_size=_size(cfg.input),
+                                   started_at=started_at)
+        registered: list[object] = [collector, recorder]
         if metrics is not None:
             from waystation.resilience.metrics import ResilienceMetrics
 
@@ -853,6 +861,7 @@ class BatchRunner:
                     raise
                 self._err(f"could not record the run's end either ({type(exc).__name__}: {exc}); the "
                           "output offsets last recorded still hold")
+            await self._record_history(store, run_id, recorder, report, resumed and not self._fatal, complete)
             await _maybe_await(self.host.pm.hook.after_batch(route=plan, report=report))
             if cfg.report_path is not None:
                 cfg.report_path.parent.mkdir(parents=True, exist_ok=True)
@@ -880,6 +889,32 @@ class BatchRunner:
             code = 128 + int(self._signal or signal.SIGINT)
         return BatchResult(run_id, report, out_path, rej_path, state.written, code, self._signal, error,
                            self.resume_command if code else None, resumed)
+
+    async def _record_history(self, store: CheckpointStore, run_id: str, recorder: HistoryRecorder,
+                              report: Report, from_states: bool, complete: bool) -> None:
+        """Keep the run's figures in the history store (a resumed run's from every saved state).
+        A history that cannot be written is reported; the run's own results are not affected."""
+        from waystation.history import default_history_url, open_history
+
+        if self.cfg.history == "":
+            return
+        if from_states:
+            rebuilt = recorder.empty_copy()
+            async for state in store.iter_states(run_id):
+                rebuilt.add_state(state)
+            recorder = rebuilt
+        snap = recorder.snapshot(finished=complete)
+        snap.leads = {k: v for k, v in report.leads.items() if v}
+        url = self.cfg.history or default_history_url(self.cfg.checkpoint)
+        try:
+            history = open_history(url)
+            try:
+                await history.record(snap)
+            finally:
+                await history.close()
+        except Exception as exc:
+            self._err(f"warning: the run's history could not be written to {redact_url(url)} "
+                      f"({type(exc).__name__}: {exc}); `waystation estimate` will not see this run")
 
     async def _pump(self, engine: Engine, reader: LeadReader, output: OutputWriter, rejects: RejectsWriter,
                     store: CheckpointStore, run_id: str, meta: dict[str, Any], state: _State,

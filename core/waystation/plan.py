@@ -236,7 +236,12 @@ class _Compiler:
         for s in steps:  # a key allowed to go elsewhere than its vendor is never silent
             if (notice := credential_override(s)) is not None:
                 self.warnings.append(self.route.problem(notice, "steps", s.index, "settings"))
-        return Plan(self.route, steps, levels, self.inputs, self.warnings)
+        plan = Plan(self.route, steps, levels, self.inputs, self.warnings)
+        from waystation.cache.step import cache_problems  # a step cached against its station's word
+
+        if problems := cache_problems(plan):
+            raise RouteError(problems)
+        return plan
 
     def _step(self, i: int, spec: StepSpec) -> PlannedStep:
         loc = ("steps", i)

@@ -10,6 +10,7 @@ Figures per route step (a station may appear in several steps; each step is its 
 - ``hit_rate`` = runs that provided at least one value / runs; ``cost_per_hit`` = cost / hits.
 - ``in_doubt``: calls whose result was lost in a crash and that followed the station's
   ``in_doubt`` policy on resume.
+- ``cache_hits``: steps answered from the lookup cache (no call, no cost; not counted in ``runs``).
 
 The figures are collected by :class:`ReportCollector`, a hook implementation (``after_lead``)
 that the batch runner registers with the engine, so they cost nothing per step; and the same
@@ -88,6 +89,7 @@ class StationFigures(BaseModel):
     skipped: dict[str, int] = Field(default_factory=dict)
     hits: int = 0
     in_doubt: int = 0
+    cache_hits: int = 0
     cost: float = 0.0
     latency_p50: float | None = None
     latency_p95: float | None = None
@@ -150,8 +152,8 @@ class Report(BaseModel):
 
 
 class _StepStats:
-    __slots__ = ("cost_micros", "errors", "failed", "hist", "hits", "in_doubt", "skipped", "station",
-                 "succeeded")
+    __slots__ = ("cache_hits", "cost_micros", "errors", "failed", "hist", "hits", "in_doubt", "skipped",
+                 "station", "succeeded")
 
     def __init__(self, station: str) -> None:
         self.station = station
@@ -159,6 +161,7 @@ class _StepStats:
         self.failed = 0
         self.hits = 0
         self.in_doubt = 0
+        self.cache_hits = 0
         self.cost_micros = 0
         self.skipped: dict[str, int] = {}
         self.errors: dict[str, int] = {}
@@ -168,12 +171,16 @@ class _StepStats:
         if isinstance(rec, StepRecord):
             status, reason, duration = rec.status, rec.reason, rec.duration
             hit, in_doubt, cost, category = rec.hit, rec.in_doubt, rec.cost, rec.error_category
+            cached = rec.cached is not None
         else:
             status, reason = rec.get("status", "pending"), rec.get("reason")
             duration = float(rec.get("duration", 0.0))
             hit, in_doubt = bool(rec.get("hit")), bool(rec.get("in_doubt"))
             cost, category = float(rec.get("cost", 0.0)), rec.get("error_category")
-        if status == "succeeded":
+            cached = rec.get("cached") is not None
+        if cached and status == "succeeded":
+            self.cache_hits += 1
+        elif status == "succeeded":
             self.succeeded += 1
             self.hist.add(duration)
             if hit:
@@ -194,7 +201,7 @@ class _StepStats:
         return StationFigures(
             step=step, station=self.station, runs=self.succeeded + self.failed, succeeded=self.succeeded,
             failed=self.failed, skipped=dict(sorted(self.skipped.items())), hits=self.hits,
-            in_doubt=self.in_doubt, cost=self.cost_micros / 1_000_000,
+            in_doubt=self.in_doubt, cache_hits=self.cache_hits, cost=self.cost_micros / 1_000_000,
             latency_p50=self.hist.quantile(0.5), latency_p95=self.hist.quantile(0.95),
             errors=dict(sorted(self.errors.items())))
 
@@ -292,14 +299,14 @@ def render_report(report: Report, console: Console) -> None:
     cols = [("step", "left")] + ([("station", "left")] if show_station else []) + [
         ("runs", "right"), ("ok", "right"), ("failed", "right"), ("skipped", "left"), ("p50", "right"),
         ("p95", "right"), ("cost", "right"), ("hit rate", "right"), ("cost/hit", "right"),
-        ("in doubt", "right")]
+        ("in doubt", "right"), ("cached", "right")]
     for col, just in cols:
         table.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
     for s in report.stations:
         skipped = ", ".join(f"{k} {v}" for k, v in s.skipped.items()) or "-"
         row = [s.step] + ([s.station] if show_station else []) + [
             str(s.runs), str(s.succeeded), str(s.failed), skipped, _secs(s.latency_p50), _secs(s.latency_p95),
-            _money(s.cost), _pct(s.hit_rate), _money(s.cost_per_hit), str(s.in_doubt)]
+            _money(s.cost), _pct(s.hit_rate), _money(s.cost_per_hit), str(s.in_doubt), str(s.cache_hits)]
         table.add_row(*row)
     if not console.is_terminal and console.width < 150:
         # a file or a pipe gets the whole table rather than an 80-column squeeze

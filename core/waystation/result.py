@@ -44,6 +44,8 @@ class StepRecord(BaseModel):
     pending_cost: float = 0.0
     misses: dict[str, str] = Field(default_factory=dict)
     cleared: list[str] = Field(default_factory=list)
+    #: answered from the lookup cache: the age of the entry in seconds (no vendor call was made)
+    cached: float | None = None
 
     @property
     def ended(self) -> bool:
@@ -67,11 +69,13 @@ def _dump_record(rec: StepRecord) -> dict[str, Any]:
 
 
 class Provenance(BaseModel):
-    """Where a field's value came from: the step that set it, when (epoch seconds), at what cost."""
+    """Where a field's value came from: the step that set it, when (epoch seconds), at what cost;
+    ``cache``: the value came from the lookup cache, stored that many seconds before."""
 
     step: str
     at: float
     cost: float = 0.0
+    cache: float | None = None
 
 
 class LeadResult(BaseModel):
@@ -143,7 +147,9 @@ class RunContext:
             "input": self.input,
             "steps": self._dump_steps(),
             "outcomes": self.outcomes,
-            "provenance": {k: {"step": v.step, "at": v.at, "cost": v.cost} for k, v in self.provenance.items()},
+            "provenance": {k: {"step": v.step, "at": v.at, "cost": v.cost} if v.cache is None else
+                           {"step": v.step, "at": v.at, "cost": v.cost, "cache": v.cache}
+                           for k, v in self.provenance.items()},
             "spent_micros": self.budget.spent_micros,
             "errors": self.errors,
             "status": self.status,

@@ -225,6 +225,27 @@ def load_yaml(text: str, file: str | None = None) -> tuple[Any, dict[Loc, Positi
             loader.dispose()
 
 
+CacheModeName = Literal["off", "read", "read-write"]
+
+
+class StepCacheSpec(BaseModel):
+    """A step's ``cache:`` mapping: ``ttl`` (``30d``, ``12h``, seconds) and ``mode``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ttl: str | float | None = None
+    mode: CacheModeName | None = None
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl(cls, value: str | float | None) -> str | float | None:
+        if value is not None:
+            from waystation.cache import parse_ttl
+
+            parse_ttl(value)
+        return value
+
+
 class StepSpec(BaseModel):
     """One step of a route as written in YAML."""
 
@@ -244,6 +265,12 @@ class StepSpec(BaseModel):
     breaker: dict[str, Any] | Literal[False] | None = None
     rate_limit: dict[str, Any] | None = None
     in_doubt: Literal["recheck", "repay", "skip"] | None = None
+    cache: StepCacheSpec | None = None
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache_mode_alone(cls, value: Any) -> Any:
+        return {"mode": value} if isinstance(value, str) else value
 
     @field_validator("after", mode="before")
     @classmethod
@@ -271,6 +298,7 @@ class RouteSpec(BaseModel):
     validation: Literal["off", "warn", "strict"] = Field(
         default="warn", validation_alias=AliasChoices("validation", "validate"))
     input: list[str] | None = None
+    cache: CacheModeName | None = None
     steps: list[StepSpec] = Field(min_length=1)
 
 

@@ -184,6 +184,13 @@ class Station:
     - ``in_doubt``: on resume, what to do with a call whose result was lost in a crash.
     - ``Settings``: the pydantic settings model of the station.
     - ``paid``: whether it calls a paid vendor (defaults to ``cost > 0``).
+    - Lookup cache (see :mod:`waystation.cache` and docs/cost.md): ``cache_ttl``, the default TTL
+      of a cached answer (``"30d"``, seconds; ``None``: cached only where a route step sets
+      ``cache: {ttl: ...}``); ``cacheable = False`` for a station whose answer must never be reused;
+      ``cache_misses = True`` when a reasoned miss ("no phone found") is a stable answer worth
+      caching; ``cache_settings``, the settings that change the answer (``None``: every non-secret
+      setting); ``cache_version``, bumped when the answer's meaning changes.
+    - ``hit_prior``: the probability of a hit ``waystation estimate`` assumes before any history.
 
     ``process(ctx)`` must not mutate anything it is given and must return an :class:`Outcome`.
     Import heavy dependencies (HTTP clients, parsers, drivers) inside methods or in ``open()`` so
@@ -202,6 +209,12 @@ class Station:
     rate_limit: ClassVar[RateLimit | None] = None
     in_doubt: ClassVar[InDoubtPolicy] = "repay"
     Settings: ClassVar[type[StationSettings]] = StationSettings
+    cache_ttl: ClassVar[str | float | None] = None
+    cacheable: ClassVar[bool] = True
+    cache_misses: ClassVar[bool] = False
+    cache_settings: ClassVar[tuple[str, ...] | None] = None
+    cache_version: ClassVar[str] = "1"
+    hit_prior: ClassVar[float | None] = None
 
     def __init__(self, settings: StationSettings | None = None) -> None:
         self.settings: StationSettings = settings if settings is not None else type(self).Settings()

@@ -40,3 +40,35 @@ async def purge_prefix(prefix: str) -> None:
             await client.delete(*keys)
     finally:
         await client.aclose()
+
+
+PG_URL = os.environ.get("WAYSTATION_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def require_postgres() -> None:
+    """Skip (or fail under CI=true) when PostgreSQL (and the ``postgres`` extra) is not there."""
+    try:
+        import sqlalchemy as sa
+    except ImportError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the postgres extra (SQLAlchemy, psycopg) is required under CI=true: {exc}")
+        pytest.skip(f"SQLAlchemy not installed: {exc}")
+    try:
+        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 2})
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required under CI=true but {PG_URL} is unreachable: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {exc}")
+
+
+def drop_pg_schema(schema: str) -> None:
+    """Drop a test's PostgreSQL schema and everything in it."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()

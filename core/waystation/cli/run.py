@@ -105,13 +105,16 @@ def _print_plan(plan: Plan, cfg: BatchConfig, fmt: str, header: list[str] | None
                    "are, for machine-to-machine files.")
 @click.option("--progress/--no-progress", default=None,
               help="Live progress bar (default: on when stdout is a terminal).")
+@click.option("--history", "history_url", default=None, envvar="WAYSTATION_HISTORY",
+              help="Run history store: sqlite:///path or postgresql+psycopg://... (default: the checkpoint "
+                   "SQLite file).")
 @click.pass_context
 def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path | None, rejects: Path | None,
                 input_format: str | None, output_format: str | None, concurrency: int,
                 budget_total: float | None, checkpoint: str, run_id: str | None, resume: str | None,
                 limit: int | None, dry_run: bool, report_path: Path | None, metrics_port: int | None,
                 metrics_addr: str, grace: float, max_field_size: int, csv_formulas: str,
-                progress: bool | None) -> None:
+                progress: bool | None, history_url: str | None) -> None:
     """Run every lead of INPUT (CSV or JSONL) through ROUTE, with checkpoints.
 
     \b
@@ -140,6 +143,7 @@ def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path 
         metrics_addr=metrics_addr, report_path=report_path, handle_signals=True,
         checkpoint_from_env=ctx.get_parameter_source("checkpoint") is click.core.ParameterSource.ENVIRONMENT,
         escape_formulas=csv_formulas == "escape",
+        history=history_url,
     )
 
     try:
@@ -185,13 +189,17 @@ def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path 
 @click.argument("run_id", required=False)
 @checkpoint_option(default=DEFAULT_SQLITE_URL, help="The checkpoint store the run used.")
 @format_option
+@click.option("--history", "history_url", default=None, envvar="WAYSTATION_HISTORY",
+              help="Where forecasts were kept (default: the checkpoint SQLite file).")
 @click.pass_context
-def report_command(ctx: click.Context, run_id: str | None, checkpoint: str, fmt: str | None, as_json: bool) -> None:
+def report_command(ctx: click.Context, run_id: str | None, checkpoint: str, fmt: str | None, as_json: bool,
+                   history_url: str | None) -> None:
     """Print the per-station report of RUN_ID (without RUN_ID: the latest run in the store).
 
     The figures are rebuilt from the run's saved lead states, so they are right also for a run
     that was interrupted or killed. A store or a run that does not exist is an error (exit 2);
-    nothing is created. `waystation runs` lists the runs.
+    nothing is created. `waystation runs` lists the runs. When `waystation estimate` forecast
+    this route on this input before the run, the forecast is shown next to the actual figures.
     """
     from waystation.cli.report_view import print_report
     from waystation.cli.runs import with_store
@@ -219,9 +227,29 @@ def report_command(ctx: click.Context, run_id: str | None, checkpoint: str, fmt:
     got = with_store(checkpoint, go)
     assert got is not None
     meta, rep = got["meta"], got["report"]
+    cmp = _forecast(meta, rep.as_dict(), history_url, checkpoint)
     if as_json or fmt == "json":
-        click.echo(json.dumps(rep.as_dict(), indent=2))
+        click.echo(json.dumps({**rep.as_dict(), "forecast": cmp} if cmp else rep.as_dict(), indent=2))
         return
     print_report(rep, fmt)
+    if cmp:
+        from waystation.cli.cost import render_forecast_vs_actual
+
+        render_forecast_vs_actual(cmp, _consoles()[0])
     if meta.get("status") != "complete" and meta.get("resume_command"):
         click.echo(f"status {meta.get('status')}; resume with: {meta['resume_command']}")
+
+
+def _forecast(meta: dict[str, Any], report: dict[str, Any], history_url: str | None,
+              checkpoint: str) -> dict[str, Any] | None:
+    """The forecast made for this run's route and input before it started, next to its report
+    (``None`` when there is none; a history that cannot be read only warns)."""
+    from waystation.cli.cost import forecast_for_run
+    from waystation.history import default_history_url
+
+    url = history_url or default_history_url(checkpoint) or DEFAULT_SQLITE_URL
+    try:
+        return asyncio.run(forecast_for_run(meta, report, url))
+    except Exception as exc:  # the forecast is an extra: the report stands without it
+        click.echo(f"warning: forecast not read: {exc}", err=True)
+        return None

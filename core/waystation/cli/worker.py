@@ -122,6 +122,9 @@ def enqueue_command(ctx: click.Context, route: Path, input_path: Path, redis_url
 @click.option("--worker-id", default=None, help="This worker's id (default: host-pid).")
 @click.option("--idle-exit", default=None, type=float,
               help="Exit once there was nothing to do for this many seconds (default: run until stopped).")
+@click.option("--history", "history_url", default=None, envvar="WAYSTATION_HISTORY",
+              help="Run history store shared by the workers, e.g. postgresql+psycopg://host/db (default: "
+                   "the local .waystation/checkpoints.db). Each worker writes its own segment of every run.")
 @click.option("--health", is_flag=True,
               help="Do not work: exit 0 if a worker of this host (or --worker-id) has a fresh heartbeat, else 1.")
 @click.pass_context
@@ -129,7 +132,7 @@ def worker_command(ctx: click.Context, redis_url: str, broker_url: str | None, p
                    concurrency: int, budget_total: float | None, heartbeat_timeout: float, max_retries: int,
                    retry_backoff: float, max_crashes: int, grace: float, ttl: int | None, share_state: bool,
                    metrics_port: int | None, metrics_addr: str, worker_id: str | None, idle_exit: float | None,
-                   health: bool) -> None:
+                   history_url: str | None, health: bool) -> None:
     """Run leads from the queue until SIGINT/SIGTERM (any number of workers, on any machines).
 
     \b
@@ -137,6 +140,7 @@ def worker_command(ctx: click.Context, redis_url: str, broker_url: str | None, p
     dies is requeued by heartbeat (never while its worker lives, however slow), resumes from its
     checkpoints (no completed paid step is bought again) and its result is recorded once. A lead
     that raises is retried with backoff, then dead-lettered (`waystation queue replay-dead RUN`).
+    Every run's figures go to the run history (--history) every 10 s and when the worker stops.
     """
     cfg = _config(redis_url, broker_url, prefix, queue_name, concurrency=concurrency, budget_total=budget_total,
                   heartbeat_timeout=heartbeat_timeout, max_retries=max_retries, min_backoff=retry_backoff,
@@ -155,7 +159,11 @@ def worker_command(ctx: click.Context, redis_url: str, broker_url: str | None, p
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                             stream=sys.stderr)
         logging.getLogger("dramatiq").setLevel(logging.WARNING)
-    runtime = Runtime(cfg, host=get_host(ctx))
+    from waystation.history import default_history_url
+    from waystation.history.collector import HistoryListener
+
+    history = HistoryListener(history_url or default_history_url(None) or "sqlite://", cfg.worker_id)
+    runtime = Runtime(cfg, host=get_host(ctx), listeners=[history])
     click.echo(f"worker {cfg.worker_id}: {concurrency} lead(s) at a time from queue {queue_name}", err=True)
 
     def on_stop(name: str) -> None:
