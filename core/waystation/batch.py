@@ -906,6 +906,8 @@ class BatchRunner:
         snap = recorder.snapshot(finished=complete)
         snap.leads = {k: v for k, v in report.leads.items() if v}
         url = self.cfg.history or default_history_url(self.cfg.checkpoint)
+        if url is None:  # an in-process checkpoint store: nothing outlives the process
+            return
         try:
             history = open_history(url)
             try:

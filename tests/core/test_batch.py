@@ -247,6 +247,14 @@ async def test_interrupted_run_resumes_with_every_lead_once(tmp_path: Path) -> N
     rows = read_csv(tmp_path / "out.csv")
     assert [r["id"] for r in rows] == [f"L{i:04d}" for i in range(1, 61)]
     assert res2.report.leads["succeeded"] == 60 and res2.report.station("Noop").runs == 60
+    # the run's history is rebuilt from every saved state: both sessions, each lead once
+    from waystation.history import open_history
+
+    history = open_history(f"sqlite:///{tmp_path / 'ck.db'}")
+    run = await history.run(res.run_id)
+    await history.close()
+    assert run is not None and run.finished_at is not None and run.leads == {"succeeded": 60}
+    assert run.step("Noop").runs == 60 and run.input_name == str(inp.resolve())
 
 
 async def test_resume_errors(tmp_path: Path) -> None:

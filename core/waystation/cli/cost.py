@@ -86,7 +86,7 @@ def estimate_command(ctx: click.Context, route: Path, input_file: Path, sample_s
         err_console.print(f"[red]error[/red] {exc}", highlight=False)
         ctx.exit(2)
         return
-    url = history_url or default_history_url(checkpoint)
+    url = history_url or default_history_url(checkpoint) or DEFAULT_SQLITE_URL
     where, key = str(input_file.resolve()), input_key(input_file)
 
     async def go() -> dict[str, Any]:
@@ -190,7 +190,7 @@ def history_command(ctx: click.Context, run_id: str | None, route: str | None, l
     from waystation.history import default_history_url, open_history
 
     console, err_console = _consoles()
-    url = history_url or default_history_url(checkpoint)
+    url = history_url or default_history_url(checkpoint) or DEFAULT_SQLITE_URL
 
     async def go() -> list[RunHistory]:
         store = open_history(url)

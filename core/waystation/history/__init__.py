@@ -232,16 +232,20 @@ class HistoryStore(Protocol):
         ...
 
 
-def default_history_url(checkpoint_url: str | None = None) -> str:
-    """``WAYSTATION_HISTORY`` if set; else the checkpoint URL when it is SQLite; else the default
-    SQLite checkpoint file."""
+def default_history_url(checkpoint_url: str | None = None) -> str | None:
+    """``WAYSTATION_HISTORY`` if set; else the checkpoint URL when it is SQLite; ``None`` (keep no
+    history) for an in-process ``memory://`` checkpoint store; else the default SQLite checkpoint
+    file."""
     from waystation.stores import DEFAULT_SQLITE_URL
 
     env = os.environ.get(HISTORY_URL_ENV)
     if env:
         return env
-    if checkpoint_url and urlsplit(checkpoint_url).scheme.lower() == "sqlite":
+    scheme = urlsplit(checkpoint_url).scheme.lower() if checkpoint_url else ""
+    if scheme == "sqlite":
         return checkpoint_url
+    if scheme == "memory":
+        return None
     return DEFAULT_SQLITE_URL
 
 
