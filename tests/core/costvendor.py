@@ -41,6 +41,8 @@ def lead_number(lead: str) -> int:
 class _QuietServer(ThreadingHTTPServer):
     """A client that gave up (a timeout test) is not an error worth a traceback."""
 
+    request_queue_size = 256  # many leads in flight: no connection refused by a short backlog
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         import sys
 

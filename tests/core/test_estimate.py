@@ -76,7 +76,7 @@ def test_estimate_predicts_the_real_run_within_ten_percent(vendor: PricedVendor,
     # 1. one run on 300 leads fills the history
     ws("run", str(route), str(small), "--checkpoint", ck, "-c", "32", "--run-id", "first", cwd=tmp_path,
        vendor_url=url)
-    calls_before = vendor.total()
+    calls_before, calls_a_before = vendor.total(), vendor.total("a")
     # 2. the forecast for a different 3,000-lead file: no vendor call
     est = json.loads(ws("estimate", str(route), str(big), "--json", "--checkpoint", ck, cwd=tmp_path,
                         vendor_url=url).stdout)
@@ -112,6 +112,13 @@ def test_estimate_predicts_the_real_run_within_ten_percent(vendor: PricedVendor,
     hist = json.loads(ws("history", "--json", "--checkpoint", ck, cwd=tmp_path, vendor_url=url).stdout)
     assert [h["run_id"] for h in hist] == ["big", "first"]
     assert hist[0]["lead_total"] == 3000 and hist[0]["total_cost"] == pytest.approx(actual)
+    listed = json.loads(ws("runs", "--history", "--json", "--checkpoint", ck, cwd=tmp_path, vendor_url=url).stdout)
+    assert [h["run_id"] for h in listed] == ["big", "first"]
+    one = json.loads(ws("history", "big", "--json", "--checkpoint", ck, cwd=tmp_path, vendor_url=url).stdout)
+    steps_hist = {s["step"]: s for s in one["steps"]}
+    assert steps_hist["VendorA"]["succeeded"] == vendor.total("a") - calls_a_before
+    assert steps_hist["VendorA"]["field_hits"]["phone"] == steps_hist["VendorA"]["hits"]
+    assert "VendorB" in ws("history", "big", "--checkpoint", ck, cwd=tmp_path, vendor_url=url).stdout
 
 
 # ---------------------------------------------------------------------------- the model, in process

@@ -179,18 +179,40 @@ async def forecast_for_run(meta: dict[str, Any], report: dict[str, Any], history
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @_CHECKPOINT
 @_HISTORY
-@click.pass_context
-def history_command(ctx: click.Context, run_id: str | None, route: str | None, limit: int, as_json: bool,
-                    checkpoint: str, history_url: str | None) -> None:
+def history_command(run_id: str | None, route: str | None, limit: int, as_json: bool, checkpoint: str,
+                    history_url: str | None) -> None:
     """List recorded runs (newest first), or show RUN_ID's per-step figures from the history.
 
     Every `waystation run` and every worker records its figures; workers of one queue run
     are merged. From Python: waystation.history.open_history(url).runs() / .run(id).
     """
-    from waystation.history import default_history_url, open_history
+    from waystation.cli import output
+    from waystation.cli.errors import UsageProblem
+    from waystation.history import default_history_url
 
-    console, err_console = _consoles()
+    if run_id is None:
+        emit_history(history_url, checkpoint, route, limit, output.resolve_format(None, as_json))
+        return
     url = history_url or default_history_url(checkpoint) or DEFAULT_SQLITE_URL
+    found = _read_history(url, run_id, None, None)
+    if not found:
+        raise UsageProblem(f"no run {run_id!r} in the run history ({url})",
+                           "`waystation runs --history` lists the recorded runs")
+    if as_json:
+        click.echo(json.dumps(found[0].summary(), indent=2))
+        return
+    _render_run(found[0], _consoles()[0])
+
+
+def _when(ts: float | None) -> str:
+    from datetime import UTC, datetime
+
+    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _read_history(url: str, run_id: str | None, route: str | None, limit: int | None) -> list[RunHistory]:
+    from waystation.cli.errors import service
+    from waystation.history import open_history
 
     async def go() -> list[RunHistory]:
         store = open_history(url)
@@ -202,44 +224,29 @@ def history_command(ctx: click.Context, run_id: str | None, route: str | None, l
         finally:
             await store.close()
 
-    try:
-        runs = asyncio.run(go())
-    except (OSError, ValueError) as exc:
-        err_console.print(f"[red]error[/red] {exc}", highlight=False)
-        ctx.exit(2)
-        return
-    if run_id is not None and not runs:
-        err_console.print(f"[red]error[/red] no run {run_id!r} in the history", highlight=False)
-        ctx.exit(2)
-        return
-    if as_json:
-        click.echo(json.dumps([r.summary() for r in runs] if run_id is None else runs[0].summary(), indent=2))
-        return
-    if run_id is None:
-        _render_runs(runs, console)
-    else:
-        _render_run(runs[0], console)
+    with service("the run history", url):
+        return asyncio.run(go())
 
 
-def _when(ts: float | None) -> str:
-    from datetime import UTC, datetime
+def emit_history(history_url: str | None, checkpoint: str, route: str | None, limit: int | None, fmt: str) -> None:
+    """List the runs of the history store (``waystation runs --history``, ``waystation history``)."""
+    from waystation.cli import output
+    from waystation.history import default_history_url
 
-    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
-
-
-def _render_runs(runs: list[RunHistory], console: Console) -> None:
-    from rich.table import Table
-
-    if not runs:
-        console.print("no runs recorded yet")
-        return
-    table = Table(title="run history", title_justify="left")
-    for col in ("run", "route", "source", "started (UTC)", "leads", "cost", "input"):
-        table.add_column(col, justify="right" if col in ("leads", "cost") else "left", overflow="fold")
-    for r in runs:
-        table.add_row(r.run_id, r.route, r.source + (f" x{r.segments}" if r.segments > 1 else ""),
-                      _when(r.started_at), f"{r.lead_total:,}", _money(r.total_cost), r.input_name or "-")
-    console.print(table)
+    url = history_url or default_history_url(checkpoint) or DEFAULT_SQLITE_URL
+    runs = _read_history(url, None, route, limit)
+    rows = [{"run_id": r.run_id, "route": r.route, "source": r.source + (f" x{r.segments}" if r.segments > 1 else ""),
+             "started": _when(r.started_at), "leads": f"{r.lead_total:,}", "cost": _money(r.total_cost),
+             "input": r.input_name or "-"} for r in runs]
+    columns = [output.Column("run_id", "run id", priority=100, name=True),
+               output.Column("route", "route", priority=80, name=True),
+               output.Column("source", "source", priority=40),
+               output.Column("started", "started (UTC)", priority=60),
+               output.Column("leads", "leads", priority=50, justify="right"),
+               output.Column("cost", "cost", priority=70, justify="right"),
+               output.Column("input", "input", priority=20)]
+    output.emit(rows, columns, fmt, title="run history", json_rows=[r.summary() for r in runs],
+                empty="no runs recorded yet")
 
 
 def _render_run(run: RunHistory, console: Console) -> None:

@@ -42,7 +42,8 @@ EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
 #: Optional dependencies: import name -> the extra of ``waystation`` that installs it.
-EXTRAS: dict[str, str] = {"redis": "redis", "dramatiq": "workers", "pika": "rabbitmq"}
+EXTRAS: dict[str, str] = {"redis": "redis", "dramatiq": "workers", "pika": "rabbitmq", "sqlalchemy": "postgres",
+                          "psycopg": "postgres"}
 
 
 def use_color(stream: IO[str] | None = None) -> bool:

@@ -99,17 +99,29 @@ RUN_COLUMNS = [
 @click.group("runs", invoke_without_command=True)
 @checkpoint_option(default=DEFAULT_SQLITE_URL, help=_CHECKPOINT_HELP)
 @format_option
+@click.option("--history", "from_history", is_flag=True,
+              help="List the run history instead (every run and worker run recorded, with its cost; "
+                   "see `waystation history`).")
+@click.option("--history-url", default=None, envvar="WAYSTATION_HISTORY",
+              help="The run history store (default: the checkpoint SQLite file; also WAYSTATION_HISTORY).")
 @click.pass_context
-def runs(ctx: click.Context, checkpoint: str, fmt: str | None, as_json: bool) -> None:
+def runs(ctx: click.Context, checkpoint: str, fmt: str | None, as_json: bool, from_history: bool,
+         history_url: str | None) -> None:
     """List past runs (id, route, input, started, status, lead counts, cost).
 
     \b
     waystation runs                              every run in the store
+    waystation runs --history                    every run recorded in the run history
     waystation runs prune --older-than 30d       delete runs last updated 30 days ago or more
     waystation runs delete RUN_ID                delete one run
     """
     ctx.obj = {**(ctx.obj or {}), "checkpoint": checkpoint}
     if ctx.invoked_subcommand is not None:
+        return
+    if from_history:
+        from waystation.cli.cost import emit_history
+
+        emit_history(history_url, checkpoint, None, None, output.resolve_format(fmt, as_json))
         return
 
     async def body(store: CheckpointStore) -> list[dict[str, Any]]:

@@ -23,11 +23,8 @@ class SQLHistory(DocumentHistory):
     """:class:`~waystation.history.HistoryStore` in PostgreSQL (SQLAlchemy Core)."""
 
     def __init__(self, url: str) -> None:
-        try:
-            import sqlalchemy as sa
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ValueError("a PostgreSQL history needs SQLAlchemy and psycopg: "
-                             "pip install 'waystation[postgres]'") from exc
+        import sqlalchemy as sa  # the `postgres` extra (the CLI names it when it is missing)
+
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
         self.schema = dict(query).get("schema") or None
