@@ -238,9 +238,9 @@ def plugins(ctx: click.Context, fmt: str | None, as_json: bool) -> None:
 
 
 from waystation.cli.breaker import breaker  # noqa: E402  (light: imports redis on use)
+from waystation.cli.cost import cache_group, estimate_command, history_command  # noqa: E402  (light)
 from waystation.cli.forget import forget_command  # noqa: E402  (light: imports on use)
 from waystation.cli.init import init_command  # noqa: E402
-from waystation.cli.cost import cache_group, estimate_command, history_command  # noqa: E402  (light)
 from waystation.cli.new_plugin import new_plugin  # noqa: E402
 from waystation.cli.run import report_command, run_command  # noqa: E402  (light: imports on use)
 from waystation.cli.runs import runs  # noqa: E402
