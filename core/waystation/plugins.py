@@ -105,6 +105,9 @@ def new_plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(hooks.PROJECT)
     pm.add_hookspecs(hooks)
     pm.register(DefaultsPlugin(), name="waystation.defaults")
+    from waystation.cache.erase import CacheEraser  # the lookup cache's part of `waystation forget`
+
+    pm.register(CacheEraser(), name="waystation.cache")
     return pm
 
 

@@ -39,10 +39,10 @@ async def cache(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 def entry(clock: Clock, station: str = "Phone", ttl: float = 3600, **fields: str) -> CacheEntry:
-    inputs = {"name": "Jane Doe"}
+    inputs = {"name": "Jane Doe", "email": "Jane.Doe@Example.com"}
     return CacheEntry(station=station, fields=dict(fields) or {"phone": "+14155550100"}, stored_at=clock.now,
                       expires_at=clock.now + ttl, misses={"email": "not found"}, reason="ok",
-                      subjects=subject_tokens(inputs, fields or {"phone": "+14155550100"}))
+                      subjects=subject_tokens(inputs, fields or {"phone": "+14155550100"}, lead_id="L1"))
 
 
 async def test_put_then_get_round_trips(cache: tuple[LookupCache, Clock]) -> None:
@@ -102,19 +102,22 @@ async def test_stats_prune_and_clear_per_station(cache: tuple[LookupCache, Clock
 
 async def test_forget_erases_every_entry_holding_the_person(cache: tuple[LookupCache, Clock]) -> None:
     c, clock = cache
-    await c.put("k1", entry(clock, "Phone", phone="+14155550100"))
-    await c.put("k2", entry(clock, "Carrier", carrier="att"))  # same input name: same person
+    await c.put("k1", entry(clock, "Phone", phone="+1 (415) 555-0100"))
+    await c.put("k2", entry(clock, "Carrier", carrier="att"))  # same input e-mail: same person
     other = CacheEntry(station="Phone", fields={"phone": "+12125550000"}, stored_at=clock.now,
-                       expires_at=clock.now + 100, subjects=subject_tokens({"name": "Bob Roe"}))
+                       expires_at=clock.now + 100, subjects=subject_tokens({"name": "Bob Roe"}, lead_id="L2"))
     await c.put("k3", other)
-    # by a returned value
-    assert await c.forget([subject_token("phone", "+14155550100")]) == 1
+    # by a returned phone number, however it is written
+    assert await c.forget([subject_token("phone", "4155550100")], dry_run=True) == 1
+    assert await c.get("Phone", "k1") is not None
+    assert await c.forget([subject_token("phone", "4155550100")]) == 1
     assert await c.get("Phone", "k1") is None
     assert await c.get("Carrier", "k2") is not None
-    # by an input value, normalised the same way
-    assert await c.forget([subject_token("name", "  JANE   doe ")]) == 1
+    # by an input e-mail (compared in lower case)
+    assert await c.forget([subject_token("email", "jane.doe@example.com")]) == 1
     assert await c.get("Carrier", "k2") is None
-    assert await c.get("Phone", "k3") is not None
+    # by the lead that stored it
+    assert await c.forget([subject_token("lead", "L2")]) == 1
     assert await c.forget([]) == 0
 
 
@@ -182,3 +185,40 @@ def test_cache_commands_stats_prune_clear(tmp_path: Path) -> None:
     assert run(cli, ["cache", "clear", "--cache-url", url]).output.strip() == "cleared 0 entries"
     assert run(cli, ["cache", "stats", "--cache-url", url]).output.strip() == "the cache is empty"
     assert run(cli, ["cache", "stats", "--cache-url", "ftp://x"]).exit_code == 2
+
+
+def test_waystation_forget_reaches_the_cache(tmp_path: Path) -> None:
+    import asyncio
+    import json
+
+    from click.testing import CliRunner
+    from waystation.cli.main import cli
+
+    ck = f"sqlite:///{tmp_path / 'ck.db'}"
+    clock = Clock()
+
+    async def fill() -> None:
+        c = open_cache(ck, clock=clock)
+        await c.put("k1", entry(clock, "Phone", ttl=4e9, phone="+14155550100"))
+        await c.put("k2", CacheEntry(station="Email", fields={"email": "x@y.z"}, stored_at=clock.now,
+                                     expires_at=4e9, subjects=subject_tokens({"name": "Other"}, lead_id="L9")))
+        await c.close()
+
+    asyncio.run(fill())
+    run = CliRunner().invoke
+    res = run(cli, ["forget", "--phone", "415-555-0100", "--checkpoint", ck, "--dry-run", "--json"])
+    assert res.exit_code == 0, res.output
+    cached = [e for e in json.loads(res.output) if e["what"] == "cached vendor answers"]
+    assert [e["count"] for e in cached] == [1]
+    res = run(cli, ["forget", "--lead-id", "L9", "--email", "jane.doe@example.com", "--checkpoint", ck, "--json"])
+    assert res.exit_code == 0, res.output
+    assert [e["count"] for e in json.loads(res.output) if e["what"] == "cached vendor answers"] == [2]
+    stats = json.loads(run(cli, ["cache", "stats", "--json", "--cache-url", ck]).output)
+    assert sum(s["entries"] for s in stats) == 0
+
+
+async def test_used_creates_nothing(cache: tuple[LookupCache, Clock]) -> None:
+    c, clock = cache
+    assert not await c.used()
+    await c.put("k", entry(clock))
+    assert await c.used()

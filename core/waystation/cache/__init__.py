@@ -146,9 +146,13 @@ class LookupCache(Protocol):
         """Delete every entry (of ``station``); returns how many."""
         ...
 
-    async def forget(self, subjects: Iterable[str]) -> int:
+    async def forget(self, subjects: Iterable[str], *, dry_run: bool = False) -> int:
         """Delete every entry holding any of these subject tokens (:func:`~waystation.cache.keys.
-        subject_token`); returns how many."""
+        subject_token`); returns how many (with ``dry_run``: how many it would)."""
+        ...
+
+    async def used(self) -> bool:
+        """Whether this cache was ever written (without creating anything when it was not)."""
         ...
 
     async def close(self) -> None:

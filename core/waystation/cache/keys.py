@@ -13,9 +13,11 @@ Normalisation: text is Unicode-NFKC normalised, trimmed, inner whitespace collap
 space and case-folded; empty text and ``None`` count as absent; numbers and booleans are kept
 as they are. So ``" Jane  DOE "`` and ``"jane doe"`` share an entry.
 
-*Subjects*: every cache entry also stores hashed tokens of the personal values it holds (its
-inputs and the fields it returned), ``sha256("field=value")``. ``forget`` erases a person's
-entries by those tokens without the cache ever being searchable by plain value.
+*Subjects*: every cache entry also stores hashed tokens of the identifiers it holds — every phone
+number and e-mail address among its inputs and returned fields, and the id of the lead that stored
+it — ``sha256("phone:<digits>")``, ``sha256("email:<address>")``, ``sha256("lead:<id>")``.
+``waystation forget`` erases a person's entries by those tokens without the cache ever being
+searchable by plain value.
 """
 
 from __future__ import annotations
@@ -78,16 +80,32 @@ def cache_key(station: str, version: str, settings: Mapping[str, Any], inputs: M
     return hashlib.sha256(doc.encode()).hexdigest()
 
 
-def subject_token(field: str, value: Any) -> str:
-    """The hashed token of one personal value (``field`` = ``value``, normalised)."""
-    return hashlib.sha256(f"{field}={normalise(value)}".encode()).hexdigest()[:40]
+def subject_token(kind: str, value: str) -> str:
+    """The hashed token of one identifier: ``kind`` is ``phone`` (value: digits, as
+    :func:`waystation.forget.normalize_phone` gives them), ``email`` (lower case) or ``lead``."""
+    return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()[:40]
 
 
-def subject_tokens(*parts: Mapping[str, Any]) -> tuple[str, ...]:
-    """Tokens of every present plain value in ``parts`` (inputs, returned fields)."""
+def subject_tokens(*parts: Mapping[str, Any], lead_id: str | None = None) -> tuple[str, ...]:
+    """Tokens of every phone number and e-mail address among the plain values of ``parts``
+    (inputs, returned fields), and of the lead that stored the entry: what ``waystation forget``
+    names a person by."""
+    from waystation.forget import normalize_email, normalize_phone
+
     tokens: set[str] = set()
+    if lead_id:
+        tokens.add(subject_token("lead", str(lead_id)))
     for part in parts:
-        for k, v in part.items():
-            if isinstance(v, str | int | float) and not isinstance(v, bool) and normalise(v) is not None:
-                tokens.add(subject_token(k, v))
+        for v in part.values():
+            if isinstance(v, bool) or not isinstance(v, str | int):
+                continue
+            text = str(v)
+            if "@" in text:
+                email = normalize_email(text)
+                if email is not None:
+                    tokens.add(subject_token("email", email))
+            elif any(c.isdigit() for c in text):
+                phone = normalize_phone(text)
+                if phone is not None:
+                    tokens.add(subject_token("phone", phone))
     return tuple(sorted(tokens))

@@ -144,14 +144,19 @@ class RedisCache:
             await self.client.srem(self._stations_key, name)
         return n
 
-    async def forget(self, subjects: Iterable[str]) -> int:
+    async def forget(self, subjects: Iterable[str], *, dry_run: bool = False) -> int:
         names: set[str] = set()
         token_keys = [self._token(t) for t in set(subjects)]
         for tk in token_keys:
             names.update(_text(m) for m in await self.client.smembers(tk))
+        if dry_run:
+            return int(sum([await self.client.exists(n) for n in sorted(names)]))
         n = await self._remove(sorted(names))
         await self._remove(token_keys)
         return n
+
+    async def used(self) -> bool:
+        return bool(await self.client.exists(self._stations_key))
 
     async def close(self) -> None:
         await self.client.aclose()

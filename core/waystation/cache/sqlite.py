@@ -149,14 +149,29 @@ class SQLiteCache:
         await self._run(lambda db: db.execute("DELETE FROM lookup_cache_counters WHERE station = ?", (station,)))
         return n
 
-    async def forget(self, subjects: Iterable[str]) -> int:
+    async def forget(self, subjects: Iterable[str], *, dry_run: bool = False) -> int:
         tokens = sorted(set(subjects))
         if not tokens:
             return 0
         marks = ",".join("?" * len(tokens))
-        return await self._delete(
-            f"(station, key) IN (SELECT station, key FROM lookup_cache_subjects WHERE token IN ({marks}))",
-            tuple(tokens))
+        where = f"(station, key) IN (SELECT station, key FROM lookup_cache_subjects WHERE token IN ({marks}))"
+        if dry_run:
+            return await self._run(lambda db: int(db.execute(f"SELECT COUNT(*) FROM lookup_cache WHERE {where}",
+                                                             tuple(tokens)).fetchone()[0]))
+        return await self._delete(where, tuple(tokens))
+
+    async def used(self) -> bool:
+        if self._conn is None and not self.path.is_file():
+            return False
+
+        def fn() -> bool:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+            try:
+                return conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'lookup_cache'").fetchone() is not None
+            finally:
+                conn.close()
+
+        return await asyncio.to_thread(fn)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

@@ -122,7 +122,8 @@ class StepCache:
                       clear=entry.clear)
         return out, entry.age(self.cache.clock())
 
-    async def store(self, ps: PlannedStep, data: Mapping[str, Any], outcome: Outcome) -> bool:
+    async def store(self, ps: PlannedStep, data: Mapping[str, Any], outcome: Outcome,
+                    lead_id: str | None = None) -> bool:
         """Store a vendor's successful answer: a hit always, a miss only when the station declares
         misses stable. Returns whether it was stored."""
         pol = self.policies.get(ps.id)
@@ -131,10 +132,10 @@ class StepCache:
         fields = {k: v for k, v in outcome.fields.items() if v is not None}
         if not fields and not pol.misses:
             return False
-        key, inputs = pol.key(data)
+        key, _ = pol.key(data)
         now = self.cache.clock()
         entry = CacheEntry(station=pol.station, fields=fields, stored_at=now, expires_at=now + pol.ttl,
                            misses=dict(outcome.misses), stop=outcome.stop.value, reason=outcome.reason,
-                           clear=tuple(outcome.clear), subjects=subject_tokens(inputs, fields))
+                           clear=tuple(outcome.clear), subjects=subject_tokens(data, fields, lead_id=lead_id))
         await self.cache.put(key, entry)
         return True
