@@ -58,6 +58,7 @@ class PricedVendor:
         self.calls: dict[str, Counter[str]] = {p: Counter() for p in products}
         self.faults: dict[str, dict[str, str]] = {p: {} for p in products}
         self.slow_seconds = slow_seconds
+        self.delay = 0.0  # seconds every answer takes
         self.lock = threading.Lock()
         vendor = self
 
@@ -93,6 +94,8 @@ class PricedVendor:
                     return
                 if fault == "slow":
                     time.sleep(vendor.slow_seconds)
+                if vendor.delay:
+                    time.sleep(vendor.delay)
                 hit = vendor.is_hit(product, lead)
                 p = vendor.products[product]
                 self._send(200, {"phone": f"+1415555{lead_number(lead) % 10000:04d}" if hit else None,
