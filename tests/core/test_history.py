@@ -98,7 +98,7 @@ steps:
   - station: Never
     condition: zip exists
 """
-    engine = Engine.from_text(route, [both, boom, never])
+    engine = Engine.from_text(route, [both, boom, never], run_id="run-1")
     store = open_history(f"sqlite:///{tmp_path / 'h.db'}")
     rec = HistoryRecorder(store, engine.plan, "run-1", input_name="x.csv", input_size=9)
     engine.host.pm.register(rec)
@@ -106,6 +106,9 @@ steps:
     async with engine:
         for i in range(3):
             await engine.run({"id": f"L{i}"})
+    other = Engine.from_text(route, [both, boom, never], host=engine.host, run_id="another-run")
+    async with other:  # another run's engine on the same plugin manager: not counted
+        await other.run({"id": "X"})
     snap = await rec.flush(final=True)
     got = await store.run("run-1")
     await store.close()

@@ -212,7 +212,7 @@ def modelled_steps(plan: Plan) -> set[str]:
     for ps in sorted(plan.steps, key=lambda s: (s.level, s.index)):
         if not ps.runnable:
             continue
-        if ps.paid or any(f in unknown_fields for f in (*ps.requires, *ps.uses)):
+        if ps.paid or any(f in unknown_fields for f in (*ps.requires, *ps.optional)):
             out.add(ps.id)
             unknown_fields.update(ps.provides)
     return out
@@ -262,7 +262,7 @@ class _Walker:
         return data
 
     async def _real(self, ps: PlannedStep, view: Mapping[str, Any], lead_id: str) -> tuple[dict[str, Any], Stop]:
-        key = (ps.id, json.dumps({k: view.get(k) for k in (*ps.requires, *ps.uses)}, sort_keys=True, default=str))
+        key = (ps.id, json.dumps({k: view.get(k) for k in (*ps.requires, *ps.optional)}, sort_keys=True, default=str))
         got = self.memo.get(key)
         if got is not None:
             return got
@@ -306,7 +306,7 @@ class _Walker:
                 model = self.models[ps.id]
                 if budget is not None and ps.cost > 0 and spent + ps.cost > budget + 1e-12:
                     continue
-                unknown_input = any(isinstance(view.get(f), Unknown) for f in (*ps.requires, *ps.uses))
+                unknown_input = any(isinstance(view.get(f), Unknown) for f in (*ps.requires, *ps.optional))
                 a = acc[ps.id]
                 a.p_run += prob
                 if not ps.paid and not unknown_input:
