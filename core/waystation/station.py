@@ -191,6 +191,8 @@ class Station:
       caching; ``cache_settings``, the settings that change the answer (``None``: every non-secret
       setting); ``cache_version``, bumped when the answer's meaning changes.
     - ``hit_prior``: the probability of a hit ``waystation estimate`` assumes before any history.
+    - ``side_effects = True`` for a station whose call changes something outside the lead (saves
+      rows, sends messages): ``waystation estimate`` never runs it, even when it is free.
 
     ``process(ctx)`` must not mutate anything it is given and must return an :class:`Outcome`.
     Import heavy dependencies (HTTP clients, parsers, drivers) inside methods or in ``open()`` so
@@ -215,6 +217,7 @@ class Station:
     cache_settings: ClassVar[tuple[str, ...] | None] = None
     cache_version: ClassVar[str] = "1"
     hit_prior: ClassVar[float | None] = None
+    side_effects: ClassVar[bool] = False
 
     def __init__(self, settings: StationSettings | None = None) -> None:
         self.settings: StationSettings = settings if settings is not None else type(self).Settings()

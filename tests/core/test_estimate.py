@@ -205,3 +205,17 @@ def test_sample_is_seeded_streamed_and_counts_every_good_record(tmp_path: Path) 
     assert ids == sorted(ids)  # file order
     small, good, _ = sample_file(path, "csv", 5000, seed=1)
     assert len(small) == good == 1000
+
+
+async def test_a_station_with_side_effects_is_never_run() -> None:
+    import toys
+
+    rec = toys.reset()
+    saver = make("Saver", {"saved": bool}, requires=("name",), side_effects=True)
+    free = make("Free", {"tag": str}, requires=("name",))
+    engine = Engine.from_text("name: S\nsteps:\n  - station: Free\n  - station: Saver\n", [free, saver])
+    doc = await forecast(engine.plan, LEADS[:5], 100, None)
+    assert rec.calls == ["Free"] * 5  # the free station ran for real, the saver never
+    s = {x["step"]: x for x in doc["steps"]}
+    assert s["Saver"]["expected_calls"] == 100 and s["Saver"]["source"].startswith("not run (side effects)")
+    assert doc["no_history"] == [] and doc["total"]["expected"] == 0

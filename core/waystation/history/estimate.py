@@ -11,7 +11,8 @@ The model (docs/cost.md explains it with a worked example):
    *Paid* stations are never called: each is a random outcome — which of its fields come back
    together ("patterns") and with what probability — so a lead becomes a tree of branches and
    every later condition and waterfall follows the branch's fields. A free step whose inputs come
-   from a paid step's (unknown) answer is modelled the same way.
+   from a paid step's (unknown) answer is modelled the same way, and so is a station declaring
+   ``side_effects`` (a save): it is never run.
 3. **Outcome probabilities** come from the run history (:mod:`waystation.history`): the same
    route's runs of that step first, else any route's runs of that station, else the station's
    declared ``hit_prior``, else *no history*: the step is assumed to hit always or never,
@@ -31,7 +32,9 @@ The model (docs/cost.md explains it with a worked example):
 Assumptions: leads of the file are like the sample and like the history's leads; a step's
 outcome is independent of other steps' outcomes given the branch's fields; conditions comparing
 a value that only a paid step would provide see a placeholder text; the lookup cache is not
-counted (cached leads would cost less); per-step retries are inside the average charge per call.
+counted (cached leads would cost less); per-step retries are inside the average charge per call;
+a stop that a modelled step's answer would decide (a gate rejecting a lead) is not modelled, so the
+steps after it are forecast as if they ran (the forecast errs high).
 """
 
 from __future__ import annotations
@@ -196,6 +199,9 @@ async def step_models(plan: Plan, history: HistoryStore | None) -> dict[str, Ste
                 p = float(cls.hit_prior)
                 model.patterns = [(fields, p), ((), 1.0 - p)]
                 model.source = "declared prior"
+            elif not ps.paid and cls.side_effects:  # a save or a send: assumed to succeed
+                model.patterns = [(fields, 1.0), ((), 0.0)]
+                model.source = "not run (side effects): assumed to succeed"
             else:
                 model.patterns = [(fields, 1.0), ((), 0.0)]
                 model.source = "no history"
@@ -204,15 +210,19 @@ async def step_models(plan: Plan, history: HistoryStore | None) -> dict[str, Ste
     return models
 
 
+def _never_run(ps: PlannedStep) -> bool:
+    return ps.paid or bool(ps.station is not None and ps.station.side_effects)
+
+
 def modelled_steps(plan: Plan) -> set[str]:
-    """Steps that may be modelled rather than run: paid ones, and free ones reading a field that a
-    modelled step provides (transitively)."""
+    """Steps that may be modelled rather than run: paid ones, free ones with side effects, and free
+    ones reading a field that a modelled step provides (transitively)."""
     out: set[str] = set()
     unknown_fields: set[str] = set()
     for ps in sorted(plan.steps, key=lambda s: (s.level, s.index)):
         if not ps.runnable:
             continue
-        if ps.paid or any(f in unknown_fields for f in (*ps.requires, *ps.optional)):
+        if _never_run(ps) or any(f in unknown_fields for f in (*ps.requires, *ps.optional)):
             out.add(ps.id)
             unknown_fields.update(ps.provides)
     return out
@@ -309,7 +319,7 @@ class _Walker:
                 unknown_input = any(isinstance(view.get(f), Unknown) for f in (*ps.requires, *ps.optional))
                 a = acc[ps.id]
                 a.p_run += prob
-                if not ps.paid and not unknown_input:
+                if not _never_run(ps) and not unknown_input:
                     fields, stop = await self._real(ps, view, lead_id)
                     if fields:
                         a.hits += prob
@@ -365,7 +375,7 @@ async def forecast(plan: Plan, sample: Sequence[Mapping[str, Any]], leads: int, 
     models = await step_models(plan, history)
     instances: dict[int, Station] = {}
     for ps in plan.steps:
-        if ps.runnable and not ps.paid and ps.station is not None:
+        if ps.runnable and not _never_run(ps) and ps.station is not None:
             inst = ps.station(ps.settings)
             await inst.open()
             instances[ps.index] = inst

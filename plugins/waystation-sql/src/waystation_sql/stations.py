@@ -62,6 +62,7 @@ class DatabaseSaveStation(Station):
     name = "DatabaseSaveStation"
     requires = ()
     provides = {"saved": bool, "saved_at": str}
+    side_effects = True  # it writes rows: `waystation estimate` never runs it
     cost = 0.0
     timeout = 60.0
     retry = RetryPolicy(max_attempts=3, retry_on=("timeout", "connection", "transient"))
