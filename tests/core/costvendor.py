@@ -22,9 +22,10 @@ import math
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from fakevendor import JsonHandler
+from fakevendor import _QuietServer as QuietServer
 from pydantic_settings import SettingsConfigDict
 from waystation import Outcome, RetryPolicy, Station, StationSettings, StepContext, hookimpl
 from waystation.errors import ServerError
@@ -38,16 +39,8 @@ def lead_number(lead: str) -> int:
     return int(digits) if digits else 0
 
 
-class _QuietServer(ThreadingHTTPServer):
-    """A client that gave up (a timeout test) is not an error worth a traceback."""
-
+class _QuietServer(QuietServer):
     request_queue_size = 256  # many leads in flight: no connection refused by a short backlog
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
-
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
 
 
 class PricedVendor:
@@ -62,35 +55,22 @@ class PricedVendor:
         self.lock = threading.Lock()
         vendor = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _send(self, code: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
                 product = self.path.strip("/")
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if product not in vendor.products:
-                    self._send(404, {"error": "no such product"})
+                    self.send_json(code=404, body={"error": "no such product"})
                     return
                 if not raw:  # the client gave up before sending the body: nothing to sell
-                    self._send(400, {"error": "empty body"})
+                    self.send_json(code=400, body={"error": "empty body"})
                     return
                 lead = str(json.loads(raw)["lead"])
                 with vendor.lock:
                     vendor.calls[product][lead] += 1
                     fault = vendor.faults[product].pop(lead, None)  # once
                 if fault == "500":
-                    self._send(500, {"error": "internal"})
+                    self.send_json(code=500, body={"error": "internal"})
                     return
                 if fault == "slow":
                     time.sleep(vendor.slow_seconds)
@@ -98,8 +78,8 @@ class PricedVendor:
                     time.sleep(vendor.delay)
                 hit = vendor.is_hit(product, lead)
                 p = vendor.products[product]
-                self._send(200, {"phone": f"+1415555{lead_number(lead) % 10000:04d}" if hit else None,
-                                 "cost": p["price_hit"] if hit else p["price_miss"]})
+                self.send_json({"phone": f"+1415555{lead_number(lead) % 10000:04d}" if hit else None,
+                                "cost": p["price_hit"] if hit else p["price_miss"]})
 
         self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

@@ -84,6 +84,24 @@ class _QuietServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet HTTP/1.1 request handler that answers JSON (the base of the fake vendors' handlers)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def send_json(self, body: dict[str, Any], code: int = 200) -> None:
+        """Answer ``body`` as JSON with status ``code``."""
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
 class FakeVendor:
     """The loopback vendor; ``with FakeVendor() as v: v.url``. ``v.calls[kind][lead]`` counts
     answered paid calls; ``v.status_calls`` counts free status checks."""
@@ -97,20 +115,7 @@ class FakeVendor:
         self.lock = threading.Lock()
         vendor = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _send(self, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
                 kind = self.path.strip("/")
                 length = int(self.headers.get("Content-Length", "0"))
@@ -127,7 +132,7 @@ class FakeVendor:
                     vendor.arrivals.append(time.monotonic())
                 if vendor.delay:
                     time.sleep(vendor.delay)
-                self._send({"phone": phone_of(lead)} if kind == "lookup" else {"email": email_of(lead)})
+                self.send_json({"phone": phone_of(lead)} if kind == "lookup" else {"email": email_of(lead)})
 
             def do_GET(self) -> None:
                 parts = self.path.strip("/").split("/")
@@ -140,7 +145,7 @@ class FakeVendor:
                     answered = vendor.calls[kind][lead] > 0
                 result = ({"phone": phone_of(lead)} if kind == "lookup" else {"email": email_of(lead)}) \
                     if answered else None
-                self._send({"answered": answered, "result": result})
+                self.send_json({"answered": answered, "result": result})
 
         self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
