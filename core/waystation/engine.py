@@ -267,6 +267,7 @@ class Engine:
                                  for i in hook.price_step.get_hookimpls())
         self._custom_stop = any(i.plugin_name != "waystation.defaults"
                                 for i in hook.decide_stop.get_hookimpls())
+        self._screened = bool(hook.screen_step.get_hookimpls())
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -502,6 +503,23 @@ class Engine:
             await self._notify("on_step_skipped", rc, step=ps, ctx=rc, reason=reason)
         return _GO
 
+    async def _screen(self, ps: PlannedStep, rc: RunContext, data: Mapping[str, Any]) -> Decision | None:
+        """Ask the ``screen_step`` hook (e.g. the suppression ledger) whether the lead may go on to
+        this step. An answer, or a screen that raised, refuses (fail closed): the step is skipped
+        with reason ``screened`` and the lead stops."""
+        try:
+            answers = await _await_all(self.pm.hook.screen_step(step=ps, ctx=rc, data=data))
+            reason = next((str(a) for a in answers if a), None)
+        except Exception as exc:
+            reason = f"the screen could not run ({type(exc).__name__}: {redact(str(exc), ps.secrets)}): " \
+                     "the lead does not go on"
+        if reason is None:
+            return None
+        await self._skip(ps, rc, "screened", reason)
+        rec = rc.steps[ps.id]
+        rec.stop, rec.stop_reason = Stop.SKIP_REMAINING.value, reason
+        return (Stop.SKIP_REMAINING, reason)
+
     def _budgets(self, rc: RunContext) -> list[Budget]:
         return [rc.budget, self.batch_budget] if self.batch_budget is not None else [rc.budget]
 
@@ -517,6 +535,10 @@ class Engine:
             return await self._skip(ps, rc, "missing_requirements", "missing " + ", ".join(missing))
         if ps.fallback_fields and all(_present(data.get(f)) for f in ps.fallback_fields):
             return await self._skip(ps, rc, "fallback_not_needed")
+        if self._screened:
+            refused = await self._screen(ps, rc, data)
+            if refused is not None:
+                return refused
         rec = rc.steps.get(ps.id)
         if rec is None:
             rec = rc.steps[ps.id] = StepRecord()

@@ -13,7 +13,7 @@ the station's own stop decision, the report collector) is an internal plugin reg
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -94,7 +94,7 @@ def on_step_error(step: PlannedStep, ctx: RunContext, error: BaseException) -> N
 def on_step_skipped(step: PlannedStep, ctx: RunContext, reason: str) -> None:
     """Called when a step ended without running: ``reason`` is one of ``disabled``,
     ``condition``, ``missing_requirements``, ``fallback_not_needed``, ``budget``,
-    ``breaker_open``, ``stopped``, ``in_doubt``, ``not_installed``. The return value is ignored."""
+    ``breaker_open``, ``stopped``, ``in_doubt``, ``not_installed``, ``screened``. The return value is ignored."""
 
 
 @hookspec
@@ -108,6 +108,19 @@ def on_breaker_change(station: str, old: str, new: str, cause: str | None) -> No
     """Called when a station's circuit breaker changes state (``closed``, ``open``,
     ``half_open``); when it opens ``cause`` is ``failures`` (threshold reached), or ``auth``,
     ``blocked`` or ``exhausted`` (opened at once by such an error). Ignored result."""
+
+
+@hookspec
+def screen_step(step: PlannedStep, ctx: RunContext, data: Mapping[str, Any]) -> str | None:
+    """Return a reason when the lead must not go on to ``step``, or ``None`` to let it through.
+
+    Called before every step that passed its condition, requirements and fallback checks, and
+    before any budget is reserved or any call is made; ``data`` is the lead as the step would see
+    it (so a phone a vendor returned earlier is screened too). Any answer, or an implementation
+    that raises, refuses: the step is skipped with reason ``screened`` and the lead stops
+    (``stopped``, with the reason) — nothing is looked up, bought, cached or saved after that.
+    The core's suppression ledger (``waystation suppress``) is such a screen.
+    """
 
 
 # ----------------------------------------------------------------------------- cost

@@ -108,6 +108,11 @@ def new_plugin_manager() -> pluggy.PluginManager:
     from waystation.cache.erase import CacheEraser  # the lookup cache's part of `waystation forget`
 
     pm.register(CacheEraser(), name="waystation.cache")
+    from waystation.suppress.screen import screen_from_env
+
+    screen = screen_from_env()
+    if screen is not None:  # the suppression ledger applies to every route (waystation suppress)
+        pm.register(screen, name="waystation.suppress")
     return pm
 
 

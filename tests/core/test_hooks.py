@@ -304,3 +304,43 @@ async def test_hook_forget_person() -> None:
     assert Erasure("checkpoints memory://", "lead states", 0) in out  # the core's own implementation
     assert Erasure("broken-cache", "error", -1, "RuntimeError: cache offline") in out
     assert keeper.requests[-1].phones == frozenset({"4155550100"})
+
+
+async def test_hook_screen_step() -> None:
+    import toys
+
+    rec = toys.reset()
+
+    class Screen:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        @hookimpl
+        def screen_step(self, step: Any, data: Any) -> str | None:
+            self.seen.append(step.id)
+            return "blocked: test" if data.get("a") else None
+
+    screen = Screen()
+    stations = [make("A", {"a": str}), make("B", {"b": str}, requires=("a",), cost=0.01)]
+    result = await run_with(screen, "name: r\nsteps:\n  - station: A\n  - station: B\n", stations)
+    assert screen.seen == ["A", "B"]  # A passed the screen, B (paid) was refused before its call
+    assert rec.calls == ["A"]
+    assert result.status == "stopped" and result.reason == "blocked: test"
+    assert result.steps["B"].status == "skipped" and result.steps["B"].reason == "screened"
+    assert result.total_cost == 0
+
+
+async def test_screen_that_raises_refuses_the_step() -> None:
+    import toys
+
+    rec = toys.reset()
+
+    class Broken:
+        @hookimpl
+        def screen_step(self) -> None:
+            raise RuntimeError("ledger unreadable")
+
+    result = await run_with(Broken(), "name: r\nsteps:\n  - station: A\n", [make("A", {"a": str}, cost=0.01)])
+    assert rec.calls == []
+    assert result.status == "stopped" and "could not run" in (result.reason or "")
+    assert "ledger unreadable" in (result.reason or "")

@@ -244,6 +244,7 @@ from waystation.cli.init import init_command  # noqa: E402
 from waystation.cli.new_plugin import new_plugin  # noqa: E402
 from waystation.cli.run import report_command, run_command  # noqa: E402  (light: imports on use)
 from waystation.cli.runs import runs  # noqa: E402
+from waystation.cli.suppress import suppress  # noqa: E402  (light: the ledger loads on use)
 from waystation.cli.worker import (  # noqa: E402  (light)
     enqueue_command,
     export_command,
@@ -265,6 +266,7 @@ cli.add_command(export_command)
 cli.add_command(estimate_command)
 cli.add_command(history_command)
 cli.add_command(cache_group)
+cli.add_command(suppress)
 
 
 def main(argv: list[str] | None = None) -> None:
