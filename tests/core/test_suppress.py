@@ -67,6 +67,7 @@ def test_cli_add_list_check_remove_import(ledger_file: Path, tmp_path: Path) -> 
     assert "2125550123" not in res.output and "ada@" not in res.output
     res = runner.invoke(cli, ["suppress", "list", "--json"])
     entries = json.loads(res.output)
+    entries.sort(key=lambda e: e["kind"], reverse=True)
     assert [(e["kind"], e["reason"], e["requested_at"][:10]) for e in entries] == [
         ("phone", "erasure", "2026-11-01"), ("email", "erasure", "2026-11-01")]
     assert "example" not in res.output
@@ -151,7 +152,7 @@ async def test_suppressed_email_and_unreadable_ledger_fail_closed(ledger_file: P
     assert rec.calls == [] and "could not run" in (result.reason or "")  # type: ignore[attr-defined]
 
 
-async def test_no_ledger_file_means_no_screen(ledger_file: Path) -> None:
+def test_no_ledger_file_means_no_screen(ledger_file: Path) -> None:
     host = PluginHost()
     assert not ledger_file.exists()
     assert not any(isinstance(p, SuppressionScreen) for p in host.pm.get_plugins())

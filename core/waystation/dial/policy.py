@@ -10,7 +10,7 @@ A verdict is only ever as good as its evidence, so the rules are deliberately on
 - **yes** only when every required check is present, fresh and clear.
 
 Reason codes (also counted in the run report): ``listed:<check>``, ``reassigned``,
-``missing:<check>``, ``expired:<check>``, ``not_loaded:<check>``, ``no_data:reassigned``,
+``missing:<check>``, ``expired:<check>``, ``not_loaded:<check>``, ``inconclusive:<check>``, ``no_data:reassigned``,
 ``line_type_unknown``, ``wireless_without_consent``, ``consent_date_invalid``, ``no_phone``,
 ``no_time_zone``, ``no_common_window``.
 """
@@ -30,6 +30,12 @@ from waystation.dial.windows import RuleTable, Window, next_window
 Eligible = Literal["yes", "no", "unknown"]
 #: List checks: a ``listed`` result makes the verdict ``no``.
 LIST_CHECKS = ("federal_dnc", "state_dnc", "internal_dnc", "litigator", "dma")
+#: The results that clear a required check (anything else is not a "yes").
+CLEAR: dict[str, tuple[str, ...]] = {
+    **{c: (ev.NOT_LISTED,) for c in LIST_CHECKS},
+    "reassigned": (ev.REASSIGNED_NO,),
+    "line_type": (ev.WIRELESS, ev.LANDLINE, ev.VOIP, ev.OTHER_LINE),
+}
 #: Line types that need prior express consent under ``wireless: consent-required``.
 CONSENT_LINE_TYPES = frozenset({ev.WIRELESS})
 
@@ -178,12 +184,17 @@ def decide(data: Mapping[str, Any], pol: DialPolicy, now: datetime | None = None
             unknown.append(f"expired:{check}" if check in expired else f"missing:{check}")
             continue
         result = found[0].result
+        if result in CLEAR.get(check, ()) or (check in LIST_CHECKS and result == ev.LISTED) or (
+                check == "reassigned" and result == ev.REASSIGNED_YES):
+            continue  # clear, or already a "no"
         if result == ev.NOT_LOADED:
             unknown.append(f"not_loaded:{check}")
         elif check == "reassigned" and result == ev.REASSIGNED_NO_DATA:
             unknown.append("no_data:reassigned")
         elif check == "line_type" and result == ev.UNKNOWN_LINE:
             unknown.append("line_type_unknown")
+        else:
+            unknown.append(f"inconclusive:{check}")
     if pol.wireless == "consent-required":
         line = ev.latest(valid, "line_type")
         kind = line[0].result if line else None
