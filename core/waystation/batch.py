@@ -93,6 +93,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from waystation.budget import Budget
 from waystation.csvsafe import escape_row
 from waystation.deferral import run_settled
+from waystation.dial.export import ExportTally
 from waystation.engine import Engine, lead_id_of
 from waystation.errors import WaystationError
 from waystation.http import credential_overrides
@@ -555,6 +556,7 @@ class _State:
     written: int = 0
     leads: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LEAD_STATUSES, 0))
     session_written: int = 0
+    dial: ExportTally = field(default_factory=ExportTally)
 
 
 def new_run_id(route_name: str) -> str:
@@ -762,6 +764,7 @@ class BatchRunner:
             if out_offset:
                 state.written = int(meta.get("written", 0))
                 state.leads.update(meta.get("leads") or {})
+                state.dial = ExportTally(meta.get("dial"))
             ledger = await budget_ledger(store, run_id)
             ledger.restore(batch_budget)
             for item in ledger.rejected:
@@ -851,6 +854,8 @@ class BatchRunner:
                 report = collector.report(state.leads, complete=complete, budget_total=cfg.budget_total)
             report.started_at = started_at
             report.elapsed = elapsed
+            if not state.dial.empty:
+                report.dial = state.dial.as_dict()
             meta.update({"status": "complete" if complete else ("failed" if self._fatal else "interrupted"),
                          "report": report.as_dict(), "updated_at": time.time(),
                          "interrupted_by": self._signal})
@@ -887,6 +892,8 @@ class BatchRunner:
             code, error = 1, f"{type(self._fatal).__name__}: {self._fatal}"
         elif not complete:
             code = 128 + int(self._signal or signal.SIGINT)
+        elif state.dial.refusal() is not None:  # stale dial evidence: the export is refused
+            code, error = 1, state.dial.refusal()
         return BatchResult(run_id, report, out_path, rej_path, state.written, code, self._signal, error,
                            self.resume_command if code else None, resumed)
 
@@ -998,6 +1005,7 @@ class BatchRunner:
             meta["rej_offset"] = rejects.flush()
             meta["written"] = state.written
             meta["leads"] = state.leads
+            meta["dial"] = state.dial.as_dict()
             meta["updated_at"] = time.time()
             await store.save_run(run_id, meta)
             last = time.monotonic()
@@ -1043,7 +1051,8 @@ class BatchRunner:
                 lid = str(rec.lead["id"])
         else:
             status, reason, lid, cost = result.status, result.reason, result.lead_id, result.total_cost
-            data = output_row(rec.lead, result.data, self._provided)
+            # a dial verdict is re-checked as it is written out (docs/compliance.md)
+            data = state.dial.check(output_row(rec.lead, result.data, self._provided))
         row = {**data, "_lead_id": lid, "_status": status, "_reason": reason, "_cost": round(cost, 6)}
         output.write(row)
         if status in ("failed", "rejected"):

@@ -111,3 +111,51 @@ def refusal(data: Mapping[str, Any], now: datetime | None = None) -> str | None:
     listed = ", ".join(f"{c} (expired {t})" for c, t in sorted(expired.items()))
     return (f"refusing to save a dial verdict whose evidence has expired: {listed}; re-run the checks "
             "with fresh data (for the federal registry: download it and 'waystation dnc import' it)")
+
+
+class ExportTally:
+    """What a batch exported: verdicts and reasons counted after the export-time :func:`recheck`,
+    and how many rows rested on expired evidence (``stale``). ``saved`` restores the counts a
+    resumed run had recorded."""
+
+    def __init__(self, saved: Mapping[str, Any] | None = None) -> None:
+        saved = saved or {}
+        self.verdicts: dict[str, int] = dict(saved.get("verdicts") or {})
+        self.reasons: dict[str, int] = dict(saved.get("reasons") or {})
+        self.stale = int(saved.get("stale") or 0)
+        self.downgraded = int(saved.get("downgraded") or 0)
+
+    def check(self, data: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+        """``data`` as it must be written (re-checked), counted."""
+        if data.get(VERDICT_FIELD) in (None, ""):
+            return dict(data)
+        before = data.get(VERDICT_FIELD)
+        checked = recheck(data, now)
+        out = checked.data
+        verdict = str(out.get(VERDICT_FIELD))
+        self.verdicts[verdict] = self.verdicts.get(verdict, 0) + 1
+        for r in reasons_of(out.get("dial_reasons")):
+            self.reasons[r] = self.reasons.get(r, 0) + 1
+        if checked.stale:
+            self.stale += 1
+            if before == "yes":
+                self.downgraded += 1
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        """For the run's metadata and report."""
+        return {"verdicts": dict(sorted(self.verdicts.items())), "reasons": dict(sorted(self.reasons.items())),
+                "stale": self.stale, "downgraded": self.downgraded}
+
+    @property
+    def empty(self) -> bool:
+        """Whether no row had a verdict."""
+        return not self.verdicts
+
+    def refusal(self) -> str | None:
+        """The message when some exported verdicts rest on expired evidence, else ``None``."""
+        if not self.stale:
+            return None
+        return (f"{self.stale} exported dial verdict(s) rest on expired evidence ({self.downgraded} 'yes' "
+                "written as 'unknown'): refresh the data (e.g. 'waystation dnc import' the current registry) "
+                "and run again")

@@ -29,7 +29,7 @@ async def test_full_record_is_normalised() -> None:
     assert run.fields == {
         "is_company": False, "first_name": "John", "middle_name": "A.", "last_name": "Smith",
         "suffix": "Jr.", "street": "123 Main St Apt 4B", "city": "Springfield", "state": "IL",
-        "zipcode": "62701", "phone": "+12175550143", "phone_valid": True, "phone_region": "US",
+        "zipcode": "62701", "phone": "+12175550143", "phone_valid": True, "phone_region": "US", "phone_state": "IL",
         "phone_timezone": "America/Chicago", "email": "john.smith@example.com", "email_valid": True,
         "lead_key": run.fields["lead_key"],
     }

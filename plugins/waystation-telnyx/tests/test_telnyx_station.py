@@ -25,6 +25,11 @@ INVALID = "+5555555555"
 CANADIAN = "+14165550123"
 
 
+def plain(run: Any) -> dict[str, Any]:
+    """The step's fields without its dial evidence (tested in test_dial_evidence below)."""
+    return {k: v for k, v in run.fields.items() if k != "dial_evidence"}
+
+
 def path(number: str) -> str:
     return f"/v2/number_lookup/{number}"
 
@@ -85,7 +90,7 @@ async def test_mobile_carrier_lookup(telnyx: HTTPServer, settings: dict[str, Any
     serve(telnyx, MOBILE, "constructed_carrier_mobile")
     run = await run_station(TelnyxGatekeepStation, {"phone": MOBILE}, settings=settings, plugins=[plugin])
     assert run.result.status == "succeeded"
-    assert run.fields == {
+    assert plain(run) == {
         "line_type": "mobile",
         "carrier": "CELLCO PARTNERSHIP DBA VERIZON WIRELESS - IL",
         "normalized_carrier": "Verizon",
@@ -108,7 +113,7 @@ async def test_docs_quickstart_numeric_mnc_and_caller_name(telnyx: HTTPServer,
     serve(telnyx, QUICKSTART, "docs_quickstart", query="type=caller-name")
     run = await run_station(TelnyxGatekeepStation, {"phone": "(866) 555-2368"},
                             settings=settings | {"caller_name": True}, plugins=[plugin])
-    assert run.fields == {
+    assert plain(run) == {
         "line_type": "voip",
         "carrier": "Telnyx/4",
         "normalized_carrier": None,
@@ -570,3 +575,15 @@ async def test_a_huge_or_gzip_bomb_answer_is_a_reasoned_failure(telnyx: HTTPServ
                             settings=settings | {"max_response_bytes": 1024 * 1024}, plugins=[plugin])
     assert (run.record.status, run.record.error_category, run.record.attempts) == ("failed", "permanent", 1)
     assert "1,048,576-byte cap" in (run.record.error or "") and run.result.total_cost == 0
+
+
+async def test_dial_evidence_of_the_line_type(telnyx: HTTPServer, settings: dict[str, Any]) -> None:
+    from waystation.dial import evidence as ev
+
+    serve(telnyx, MOBILE, "constructed_carrier_mobile")
+    run = await run_station(TelnyxGatekeepStation, {"phone": MOBILE}, settings=settings, plugins=[plugin])
+    (item,) = ev.items(run.fields["dial_evidence"])
+    assert (item.check, item.result, item.phone) == ("line_type", "wireless", "3125550142")
+    assert item.source == {"vendor": "telnyx"} and item.detail == {"line_type": "mobile"}
+    assert ev.parse_time(item.expires_at) - ev.parse_time(item.checked_at) == ev.expires_after(
+        item.checked_at, 31) - ev.parse_time(item.checked_at)

@@ -14,7 +14,9 @@ from waystation_dnc.api import DncApiStation
 from waystation_dnc.blacklist import BlacklistAllianceStation
 from waystation_dnc.dncscrub import DNCScrubApiStation
 from waystation_dnc.realvalidation import RealValidationDNCStation
+from waystation_dnc.rnd import ReassignedNumbersStation
 from waystation_dnc.stations import DNCScrubStation, stop_decision
+from waystation_dnc.verdict import DialEligibilityStation, verdict_stop
 
 if TYPE_CHECKING:
     import click
@@ -24,16 +26,22 @@ WAYSTATION_API = ">=1,<2"
 
 @hookimpl
 def register_stations() -> Iterable[type[Station]]:
-    """The DNCScrubStation (local store) and the paid APIs: RealValidation, Blacklist Alliance, DNCScrub."""
-    return [DNCScrubStation, RealValidationDNCStation, BlacklistAllianceStation, DNCScrubApiStation]
+    """The DNCScrubStation (local store), the paid APIs (RealValidation, Blacklist Alliance,
+    DNCScrub), the ReassignedNumbersStation (FCC RND) and the DialEligibilityStation (the verdict)."""
+    return [DNCScrubStation, RealValidationDNCStation, BlacklistAllianceStation, DNCScrubApiStation,
+            ReassignedNumbersStation, DialEligibilityStation]
 
 
 @hookimpl
 def decide_stop(step: Any, outcome: Outcome) -> tuple[Stop, str] | None:
     """Stop the route when a DNC station's step found the number listed, as its ``on_listed``
     setting says: ``skip_remaining`` (default: nothing more is spent on a number that may not be
-    called), ``fail``, or ``continue`` (no opinion)."""
+    called), ``fail``, or ``continue`` (no opinion); and after a dial verdict of ``no`` /
+    ``unknown`` as the verdict step's ``on_ineligible`` / ``on_unknown`` say."""
     station = getattr(step, "station", None)
+    if isinstance(station, type) and issubclass(station, DialEligibilityStation):
+        decision = verdict_stop(step.settings, dict(outcome.fields))
+        return None if decision is None else (Stop(decision[0]), decision[1])
     if not (isinstance(station, type)
             and issubclass(station, DNCScrubStation | RealValidationDNCStation | DncApiStation)):
         return None

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 from waystation import Outcome, PermanentError, RetryPolicy, Station, StationSettings, StepContext
+from waystation.dial.evidence import EVIDENCE_FIELD, LISTED, NOT_LISTED, NOT_LOADED, expires_after, utcnow
+from waystation.dial.evidence import add as add_evidence
+from waystation.dial.evidence import make as make_evidence
 
 from waystation_dnc.lists import LISTS, UNLOADED, ListName, OnListed
 
@@ -23,6 +26,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("waystation.dnc")
 
 DEFAULT_STORE = Path(".waystation/dnc.sqlite")
+#: The evidence check of each list.
+CHECK_OF = {"federal": "federal_dnc", "internal": "internal_dnc", "litigator": "litigator"}
 
 
 class DNCSettings(StationSettings):
@@ -55,6 +60,9 @@ class DNCSettings(StationSettings):
     max_age_days: float = Field(default=31, gt=0, description="Registry data older than this is stale.")
     on_stale: Literal["warn", "fail"] = Field(
         default="warn", description="Stale data: log a warning, or fail the step (nothing is scrubbed).")
+    internal_valid_days: float = Field(
+        default=10, gt=0, description="Days an internal-list check stays valid as evidence (opt-outs must be "
+                                      "honoured within 10 business days).")
 
 
 class DNCScrubStation(Station):
@@ -62,14 +70,17 @@ class DNCScrubStation(Station):
 
     Requires ``phone`` (E.164 ``+1...`` or any 10-digit US form); a ``phone_valid`` of false (from
     the identity station) makes the step a miss. Provides ``dnc_listed`` (bool)
-    and ``dnc_lists`` (the lists that hold the number). Its stop decision follows the setting
-    ``on_listed`` (``skip_remaining`` by default), applied by the plugin's ``decide_stop`` hook.
+    and ``dnc_lists`` (the lists that hold the number), and appends one evidence item per list
+    checked to ``dial_evidence`` (``federal_dnc``, ``internal_dnc``, ``litigator``: the file and
+    the date of its data; federal evidence expires ``max_age_days`` after the data's date). Its stop
+    decision follows the setting ``on_listed`` (``skip_remaining`` by default), applied by the
+    plugin's ``decide_stop`` hook.
     """
 
     name = "DNCScrubStation"
     requires = ("phone",)
-    optional = ("phone_valid",)
-    provides = {"dnc_listed": bool, "dnc_lists": list[str]}
+    optional = ("phone_valid", EVIDENCE_FIELD)
+    provides = {"dnc_listed": bool, "dnc_lists": list[str], EVIDENCE_FIELD: list[dict[str, Any]]}
     cost = 0.0
     timeout = 10.0
     retry = RetryPolicy(max_attempts=1)
@@ -122,10 +133,31 @@ class DNCScrubStation(Station):
         if isinstance(number, str):
             return Outcome(misses={"dnc_listed": number})
         lists: list[str] = list(self._store.lookup(number, self.config.lists))
-        if ("federal" in self.config.lists and "federal" not in lists and self.config.unloaded_area_code
-                and area_code(number) not in self._loaded):
+        unloaded = "federal" in self.config.lists and area_code(number) not in self._loaded
+        if "federal" in self.config.lists and "federal" not in lists and self.config.unloaded_area_code and unloaded:
             lists.append(UNLOADED)
-        return Outcome({"dnc_listed": bool(lists), "dnc_lists": lists})
+        found = self._evidence(number, lists, unloaded)
+        return Outcome({"dnc_listed": bool(lists), "dnc_lists": lists,
+                        EVIDENCE_FIELD: add_evidence(ctx.data.get(EVIDENCE_FIELD), found)})
+
+    def _evidence(self, number: int, listed: list[str], unloaded: bool) -> list[dict[str, Any]]:
+        """One evidence item per list checked (see ``docs/compliance.md``)."""
+        assert self._store is not None
+        cfg = self.config
+        now = utcnow()
+        out = []
+        for name, src in self._store.sources(number, cfg.lists).items():
+            check = CHECK_OF[name]
+            if src.as_of is None or (name == "federal" and unloaded):  # no data for this number: inconclusive
+                result, expires = NOT_LOADED, expires_after(now, cfg.internal_valid_days)
+            else:
+                result = LISTED if name in listed else NOT_LISTED
+                expires = (expires_after(now, cfg.internal_valid_days) if name == "internal"
+                           else expires_after(src.as_of, cfg.max_age_days))
+            out.append(make_evidence(check, result, station=self.name, phone=number, checked_at=now,
+                                     expires_at=expires, file=Path(src.file).name if src.file else None,
+                                     date=src.as_of))
+        return out
 
 
 def prepare_store(settings: DNCSettings) -> tuple[set[int], str | None]:

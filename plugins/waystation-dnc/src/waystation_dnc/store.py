@@ -34,7 +34,7 @@ from typing import IO, Any, Literal, TextIO, cast
 
 from waystation_dnc.lists import LISTS, Action, ListName
 
-__all__ = ["CHUNK", "LISTS", "MAX_AGE_DAYS", "DNCFileError", "DNCStore", "ImportResult", "ListStatus",
+__all__ = ["CHUNK", "LISTS", "MAX_AGE_DAYS", "DNCFileError", "DNCStore", "DataSource", "ImportResult", "ListStatus",
            "normalize_number"]
 
 
@@ -79,8 +79,19 @@ CREATE INDEX IF NOT EXISTS imports_fingerprint ON imports (fingerprint, list, ki
 """
 
 
-_SET_FULL_AS_OF = "UPDATE area_codes SET full_as_of = ? WHERE list = ? AND area_code = ?"
-_SET_CHANGES_AS_OF = "UPDATE area_codes SET changes_as_of = ? WHERE list = ? AND area_code = ?"
+_SET_FULL_AS_OF = "UPDATE area_codes SET full_as_of = ?, full_source = ? WHERE list = ? AND area_code = ?"
+_SET_CHANGES_AS_OF = "UPDATE area_codes SET changes_as_of = ?, changes_source = ? WHERE list = ? AND area_code = ?"
+#: Columns added after the first release (added to an older store when it is opened).
+_LATER_COLUMNS = (("area_codes", "full_source", "TEXT"), ("area_codes", "changes_source", "TEXT"))
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a list's answer for a number comes from: the file and the date of its data."""
+
+    list_name: str
+    file: str | None
+    as_of: str | None
 
 
 class DNCFileError(ValueError):
@@ -275,6 +286,10 @@ class DNCStore:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(_SCHEMA)
+        for table, column, kind in _LATER_COLUMNS:
+            have = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         """Close the connection."""
@@ -293,6 +308,29 @@ class DNCStore:
         wanted = set(lists)
         found = {row[0] for row in self.conn.execute("SELECT list FROM numbers WHERE number = ?", (number,))}
         return [name for name in LISTS if name in found and name in wanted]
+
+    def sources(self, number: int, lists: Iterable[str] = LISTS) -> dict[str, DataSource]:
+        """Per list, the data a lookup of ``number`` rests on: for ``federal``, the newest full or
+        change list applied to the number's area code (file name and data date; ``as_of`` is
+        ``None`` when no full list of that area code is loaded); for the other lists, their
+        latest import."""
+        out: dict[str, DataSource] = {}
+        for name in lists:
+            if name == "federal":
+                row = self.conn.execute(
+                    "SELECT full_as_of, full_source, changes_as_of, changes_source FROM area_codes "
+                    "WHERE list = 'federal' AND area_code = ?", (area_code(number),)).fetchone()
+                if row is None or row[0] is None:
+                    out[name] = DataSource(name, None, None)
+                elif row[2] and row[2] > row[0]:
+                    out[name] = DataSource(name, row[3] or row[1], row[2])
+                else:
+                    out[name] = DataSource(name, row[1], row[0])
+                continue
+            last = self.conn.execute(
+                "SELECT source, as_of FROM imports WHERE list = ? ORDER BY id DESC LIMIT 1", (name,)).fetchone()
+            out[name] = DataSource(name, last[0] if last else None, last[1] if last else None)
+        return out
 
     def loaded_area_codes(self, list_name: ListName = "federal") -> set[int]:
         """Area codes for which a full list was imported into ``list_name``."""
@@ -456,7 +494,7 @@ class DNCStore:
                 "INSERT INTO area_codes (list, area_code, numbers, updated_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (list, area_code) DO UPDATE SET numbers = excluded.numbers, "
                 "updated_at = excluded.updated_at", (list_name, ac, count, now))
-            conn.execute(set_date, (stamp, list_name, ac))
+            conn.execute(set_date, (stamp, Path(result.source).name, list_name, ac))
 
 
 class _Counter:

@@ -467,9 +467,10 @@ def normalize_zip(value: Any) -> str | None:
     return None
 
 
-def normalize_phone(raw: str, region: str) -> dict[str, str] | str:
-    """``phone`` (E.164), ``phone_region`` and, when the number has one, ``phone_timezone``;
-    or the reason it is not a usable number."""
+def normalize_phone(raw: str, region: str) -> dict[str, Any] | str:
+    """``phone`` (E.164), ``phone_region`` and, when the number has one, ``phone_timezone`` (or
+    ``phone_timezones`` when its area code spans a few zones) and ``phone_state`` (US: the state of
+    its area code); or the reason it is not a usable number."""
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:
@@ -490,7 +491,29 @@ def normalize_phone(raw: str, region: str) -> dict[str, str] | str:
     zones = [z for z in pn_timezone.time_zones_for_number(number) if z != "Etc/Unknown"]
     if len(zones) == 1:
         out["phone_timezone"] = zones[0]
+    elif 1 < len(zones) <= MAX_ZONES:
+        out["phone_timezones"] = zones
+    if region_code == "US":
+        state = phone_state(number)
+        if state:
+            out["phone_state"] = state
     return out
+
+
+#: More candidate zones than this means "anywhere" (a toll-free or non-geographic number): none kept.
+MAX_ZONES = 4
+
+
+def phone_state(number: phonenumbers.PhoneNumber) -> str | None:
+    """The US state of a number's area code (phonenumbers' offline geocoder: ``Florida``,
+    ``New York, NY``), as its USPS code; ``None`` when the area code names no single state."""
+    from phonenumbers import geocoder
+
+    desc = geocoder.description_for_number(number, "en")
+    if not desc:
+        return None
+    tail = desc.rsplit(",", 1)[-1].strip()
+    return normalize_state(tail) if tail else None
 
 
 def _parse_error(exc: phonenumbers.NumberParseException) -> str:

@@ -55,7 +55,9 @@ class IdentityResolutionStation(Station):
     ``city``, ``state``, ``zipcode`` (or ``zip``) or a one-line ``address``; ``phone``; ``email``.
     Provides the normalised name parts, ``is_company`` (and ``company`` for a business), the US
     address parts (``state`` as a 2-letter code, ``zipcode`` as 5 digits with leading zeros kept),
-    ``phone`` in E.164 with ``phone_region`` and ``phone_timezone``, ``email`` normalised, the
+    ``phone`` in E.164 with ``phone_region``, ``phone_timezone`` (``phone_timezones`` when the
+    area code spans a few zones) and ``phone_state`` (the area code's US state: calling-hour rules
+    follow it), ``email`` normalised, the
     ``phone_valid`` / ``email_valid`` verdicts on the input, and ``lead_key``, a stable fingerprint.
 
     An input value that cannot be read is a miss for its field with the reason (the step still
@@ -80,6 +82,8 @@ class IdentityResolutionStation(Station):
         "phone_valid": bool,
         "phone_region": str,
         "phone_timezone": str,
+        "phone_timezones": list[str],
+        "phone_state": str,
         "email": str,
         "email_valid": bool,
         "lead_key": str,

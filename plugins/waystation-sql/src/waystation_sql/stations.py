@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
-from waystation import Outcome, RetryPolicy, Station, StationSettings, StepContext
+from waystation import Outcome, PermanentError, RetryPolicy, Station, StationSettings, StepContext
+from waystation.dial.export import refusal
 
 if TYPE_CHECKING:
     from waystation_sql.db import LeadTable
@@ -55,8 +56,10 @@ class DatabaseSaveStation(Station):
     """Save the lead as it stands to a SQL table: one row per lead id, upserted.
 
     Columns follow the lead's fields (added to the table as they first appear); the full record
-    is kept in the JSON column ``record``. Provides ``saved`` and ``saved_at`` (ISO UTC). Put it
-    last in a route with ``after:`` naming the steps whose fields it must see.
+    is kept in the JSON column ``record`` (the dial verdict and its evidence land in the columns
+    ``dial_eligible``, ``dial_reasons`` and ``dial_evidence``, JSON). Provides ``saved`` and
+    ``saved_at`` (ISO UTC). Put it last in a route with ``after:`` naming the steps whose fields it
+    must see. It refuses to save a dial verdict whose evidence has expired.
     """
 
     name = "DatabaseSaveStation"
@@ -105,7 +108,13 @@ class DatabaseSaveStation(Station):
             await asyncio.to_thread(table.close)
 
     async def process(self, ctx: StepContext) -> Outcome:
-        """Upsert the lead (``ctx.lead_id``) with every field it has so far."""
+        """Upsert the lead (``ctx.lead_id``) with every field it has so far.
+
+        A lead with a dial verdict (``dial_eligible``) whose evidence has expired is refused with a
+        message naming each expired check: a stale verdict is never saved (docs/compliance.md)."""
+        refused = refusal(ctx.data)
+        if refused is not None:
+            raise PermanentError(refused)
         table = await self._ensure_open()
         saved_at = await asyncio.to_thread(table.save, ctx.lead_id, ctx.route, dict(ctx.data))
         return Outcome({"saved": True, "saved_at": saved_at})

@@ -41,6 +41,9 @@ from waystation import (
     StepError,
     Stop,
 )
+from waystation.dial.evidence import EVIDENCE_FIELD, expires_after, utcnow
+from waystation.dial.evidence import add as add_evidence
+from waystation.dial.evidence import make as make_evidence
 from waystation.http import VendorSettings
 
 from waystation_telnyx.models import NumberLookupRecord, NumberLookupResponse, TelnyxErrors
@@ -120,6 +123,7 @@ class TelnyxSettings(VendorSettings):
                                     "or a permanent error.")
     http_timeout: float = Field(default=10.0, gt=0, description="Seconds per HTTP request.")
     max_connections: int = Field(default=10, ge=1, le=1000, description="Pooled connections to Telnyx.")
+    evidence_days: float = Field(default=31, gt=0, description="Days a line-type answer stays valid as dial evidence.")
 
     @field_validator("reject_line_types", mode="before")
     @classmethod
@@ -187,11 +191,16 @@ class TelnyxGatekeepStation(Station):
 
     Requires ``phone``. Cost per lookup is the sum of the requested data sets' prices (one request
     each), and that is what is reserved before each call (:meth:`declared_cost` follows the settings).
+    Appends a ``line_type`` evidence item (``wireless`` / ``landline`` / ``voip`` / ``other`` /
+    ``unknown``, vendor ``telnyx`` and its ``x-request-id``; valid ``evidence_days``) to
+    ``dial_evidence``.
     """
 
     name = "TelnyxGatekeepStation"
     requires = ("phone",)
+    optional = (EVIDENCE_FIELD,)
     provides = MappingProxyType({
+        EVIDENCE_FIELD: list[dict[str, Any]],
         "line_type": str,
         "carrier": str,
         "normalized_carrier": str,
@@ -272,7 +281,8 @@ class TelnyxGatekeepStation(Station):
             if resp.status != 200:
                 return self._error(resp)
             base = (await resp.parse(NumberLookupResponse)).data
-            return self._outcome(base, s.lookup_price())
+            return with_line_type_evidence(self._outcome(base, s.lookup_price()), ctx, number,
+                                           resp.headers.get("x-request-id"), s.evidence_days)
         record: NumberLookupRecord | None = self._partial.get(memo)
         spent = 0.0
         done = 1 if record is not None else 0
@@ -301,7 +311,8 @@ class TelnyxGatekeepStation(Station):
         self._partial.pop(memo, None)
         assert record is not None
         already = s.carrier_price if done else 0.0
-        return self._outcome(record, spent - already)
+        return with_line_type_evidence(self._outcome(record, spent - already), ctx, number,
+                                       resp.headers.get("x-request-id"), s.evidence_days)
 
     def _outcome(self, record: NumberLookupRecord, cost: float) -> Outcome:
         s = self.settings
@@ -392,6 +403,24 @@ def _merge(first: NumberLookupRecord, second: NumberLookupRecord) -> NumberLooku
         if getattr(first, name) is None and getattr(second, name) is not None:
             update[name] = getattr(second, name)
     return first.model_copy(update=update)
+
+
+#: ``carrier.type`` → the evidence's line type (``fixed line or mobile`` may be wireless: it is).
+EVIDENCE_LINE_TYPES = {"mobile": "wireless", "fixed line or mobile": "wireless", "fixed line": "landline",
+                       "voip": "voip", "unknown": "unknown"}
+
+
+def with_line_type_evidence(outcome: Outcome, ctx: StepContext, number: str, request_id: str | None,
+                            days: float) -> Outcome:
+    """``outcome`` with a ``line_type`` evidence item added to the lead's ``dial_evidence``."""
+    raw = outcome.fields.get("line_type")
+    kind = EVIDENCE_LINE_TYPES.get(raw, "other") if raw else "unknown"
+    now = utcnow()
+    item = make_evidence("line_type", kind, station=TelnyxGatekeepStation.name, phone=number, checked_at=now,
+                         expires_at=expires_after(now, days), vendor="telnyx", request_id=request_id,
+                         line_type=raw)
+    fields = {**outcome.fields, EVIDENCE_FIELD: add_evidence(ctx.data.get(EVIDENCE_FIELD), [item])}
+    return outcome.model_copy(update={"fields": fields})
 
 
 def gate_decision(settings: TelnyxSettings, outcome: Outcome) -> tuple[Stop, str] | None:
