@@ -113,16 +113,20 @@ def route_copy(tmp_path: Path, vendors: hybrid.Vendors, rnd: RND, reg: Path) -> 
     spec = yaml.safe_load(ROUTE.read_text(encoding="utf-8"))
     by = {s["station"]: s for s in spec["steps"]}
     fast = {"per_second": 1000}
-    by["SkipTracingStation"]["settings"] = {"base_url": vendors.rapid.url_for("/").rstrip("/")}
+    # the fake vendors are plain-http servers on 127.0.0.1: the route allows the keys to go there
+    by["SkipTracingStation"]["settings"] = {"base_url": vendors.rapid.url_for("/").rstrip("/"),
+                                            "allow_hosts": ["127.0.0.1"]}
     by["SkipTracingStation"]["rate_limit"] = fast
-    by["TelnyxGatekeepStation"]["settings"]["base_url"] = vendors.telnyx.url_for("/v2")
+    by["TelnyxGatekeepStation"]["settings"].update({"base_url": vendors.telnyx.url_for("/v2"),
+                                                   "allow_hosts": ["127.0.0.1"]})
     by["TelnyxGatekeepStation"]["rate_limit"] = fast
     by["DNCScrubStation"]["settings"].update({
         "store": str(tmp_path / f"dnc-{reg.name}.sqlite"), "federal_files": [str(reg / "federal")],
         "change_files": [str(reg / "changes")], "internal_files": [str(reg / "internal.txt")],
         "litigator_files": [str(reg / "litigators.txt")]})
     by["ReassignedNumbersStation"]["settings"].update({
-        "base_url": rnd.server.url_for("/v1"), "cache": str(tmp_path / "rnd.sqlite"), "price": RND_PRICE})
+        "base_url": rnd.server.url_for("/v1"), "cache": str(tmp_path / "rnd.sqlite"), "price": RND_PRICE,
+        "allow_hosts": ["127.0.0.1"]})
     by["ReassignedNumbersStation"]["rate_limit"] = fast
     by["DatabaseSaveStation"]["settings"]["url"] = f"sqlite:///{tmp_path / 'leads.db'}"
     path = tmp_path / "dial-ready.yaml"

@@ -73,7 +73,7 @@ def recheck(data: Mapping[str, Any], now: datetime | None = None) -> ExportCheck
     verdict = out.get(VERDICT_FIELD)
     if verdict in (None, ""):
         return ExportCheck(out)
-    when = (now or datetime.now(UTC)).astimezone(UTC)
+    when = (now or ev.utcnow()).astimezone(UTC)
     expired = expired_checks(out, when)
     check = ExportCheck(out, expired)
     if expired and verdict == "yes":

@@ -155,7 +155,7 @@ def consent_date(value: Any, now: datetime) -> date | None:
 def decide(data: Mapping[str, Any], pol: DialPolicy, now: datetime | None = None,
            rules: RuleTable | None = None) -> Verdict:
     """The verdict for a lead (its fields and its ``dial_evidence``) under ``pol`` at ``now``."""
-    when = (now or datetime.now(UTC)).astimezone(UTC)
+    when = (now or ev.utcnow()).astimezone(UTC)
     no: list[str] = []
     unknown: list[str] = []
     phone = ev.phone_key(data.get("phone"))

@@ -18,7 +18,7 @@ TOKEN = "rnd-token-8c2d"
 
 
 def settings(server: HTTPServer, tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    return {"token": TOKEN, "base_url": server.url_for("/v1"), "price": 0.01,
+    return {"token": TOKEN, "base_url": server.url_for("/v1"), "price": 0.01, "allow_hosts": ["127.0.0.1", "localhost"],
             "cache": str(tmp_path / "rnd.sqlite"), **extra}
 
 
@@ -77,9 +77,17 @@ async def test_no_consent_date_means_no_query(httpserver: HTTPServer, tmp_path: 
 async def test_errors_fail_the_step_and_never_count_as_no(httpserver: HTTPServer, tmp_path: Path) -> None:
     answer(httpserver, "no", status=401)
     r = await run(httpserver, tmp_path)
-    assert r.record.status == "failed" and "token" in (r.record.error or "")
+    assert r.record.status == "failed" and "FCC_RND_TOKEN" in (r.record.error or "")
     assert "reassigned" not in r.result.data and TOKEN not in (r.record.error or "")
     httpserver.clear()
     answer(httpserver, "maybe")
     r = await run(httpserver, tmp_path / "b")
     assert r.record.status == "failed" and "expected yes, no or no data" in (r.record.error or "")
+
+
+async def test_the_token_goes_only_to_the_rnd_host(httpserver: HTTPServer, tmp_path: Path) -> None:
+    settings_ = settings(httpserver, tmp_path)
+    settings_.pop("allow_hosts")
+    r = await run_station(ReassignedNumbersStation, LEAD, settings=settings_, plugins=[plugin])
+    assert r.record.status == "failed" and "allow_hosts" in (r.record.error or "")
+    assert httpserver.log == []

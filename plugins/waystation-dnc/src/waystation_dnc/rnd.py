@@ -26,7 +26,7 @@ import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -35,23 +35,22 @@ from waystation import (
     BreakerPolicy,
     Outcome,
     PermanentError,
-    QuotaExhaustedError,
     RateLimit,
     RetryPolicy,
-    ServerError,
     Station,
     StationSettings,
     StepContext,
-    ThrottledError,
-    TransientError,
-    VendorTimeout,
 )
 from waystation.dial.evidence import EVIDENCE_FIELD, expires_after, iso, parse_time, utcnow
 from waystation.dial.evidence import add as add_evidence
 from waystation.dial.evidence import make as make_evidence
+from waystation.http import VendorSettings
 
 if TYPE_CHECKING:
-    import httpx
+    from waystation.http import VendorClient
+
+#: The RND's API host (modelled; a route may allow another with ``allow_hosts``).
+VENDOR_HOSTS = ("api.reassigned.us",)
 
 ANSWERS = {"yes": "yes", "no": "no", "no data": "no_data", "no_data": "no_data", "nodata": "no_data"}
 _CACHE_SCHEMA = """
@@ -66,7 +65,7 @@ CREATE TABLE IF NOT EXISTS rnd_answers (
 """
 
 
-class RNDSettings(StationSettings):
+class RNDSettings(VendorSettings):
     """Settings of :class:`ReassignedNumbersStation` (token from ``FCC_RND_TOKEN``; the rest also
     from ``WAYSTATION_RND_<NAME>``)."""
 
@@ -84,7 +83,6 @@ class RNDSettings(StationSettings):
                                  description="Days an answer stays valid (as evidence and in the cache).")
     cache: Path | None = Field(default=Path(".waystation/rnd-cache.sqlite"),
                                description="SQLite cache of answers per (number, date); null: no cache.")
-    http_timeout: float = Field(default=10.0, gt=0, description="Seconds per HTTP request.")
 
 
 class ReassignedNumbersStation(Station):
@@ -105,6 +103,8 @@ class ReassignedNumbersStation(Station):
     provides = {"reassigned": str, EVIDENCE_FIELD: list[dict[str, Any]]}
     cost = 0.0
     paid = True
+    gate = True  # its answer decides the verdict: a query that could not be made holds the lead
+    vendor_hosts: ClassVar[tuple[str, ...]] = VENDOR_HOSTS
     timeout = 30.0
     retry = RetryPolicy(max_attempts=3, base_delay=0.5)
     breaker = BreakerPolicy(failure_threshold=5, reset_after=60.0)
@@ -113,7 +113,7 @@ class ReassignedNumbersStation(Station):
 
     def __init__(self, settings: StationSettings | None = None) -> None:
         super().__init__(settings)
-        self._client: httpx.AsyncClient | None = None
+        self._http: VendorClient | None = None
         self._cache: sqlite3.Connection | None = None
 
     @classmethod
@@ -129,13 +129,19 @@ class ReassignedNumbersStation(Station):
         return self.settings
 
     async def open(self) -> None:
-        """Create the HTTP client and open the cache."""
-        import httpx
+        """Take the process-wide pooled client (the token goes only to the RND host, over https)
+        and open the cache."""
+        from waystation.http import Credentials, VendorClient
 
-        if self._client is None:
-            self._client = httpx.AsyncClient(base_url=self.config.base_url.rstrip("/") + "/",
-                                             timeout=self.config.http_timeout,
-                                             headers={"User-Agent": "waystation-dnc"})
+        cfg = self.config
+        if self._http is None:
+            self._http = VendorClient(
+                self.name, cfg.base_url, vendor="RND", hosts=self.vendor_hosts,
+                credentials=Credentials(headers={"Authorization": cfg.token},
+                                        header_format={"Authorization": "Bearer {}"}),
+                allow_hosts=cfg.allow_hosts, max_bytes=cfg.max_response_bytes, timeout=cfg.http_timeout,
+                max_connections=cfg.max_connections, headers={"User-Agent": "waystation-dnc"})
+            await self._http.open()
         if self._cache is None and self.config.cache is not None:
             self.config.cache.parent.mkdir(parents=True, exist_ok=True)
             self._cache = sqlite3.connect(self.config.cache, isolation_level=None, check_same_thread=False)
@@ -143,10 +149,10 @@ class ReassignedNumbersStation(Station):
             self._cache.executescript(_CACHE_SCHEMA)
 
     async def close(self) -> None:
-        """Close the HTTP client and the cache."""
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
+        """Give the shared client back and close the cache."""
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
         if self._cache is not None:
             self._cache.close()
             self._cache = None
@@ -186,7 +192,7 @@ class ReassignedNumbersStation(Station):
         if day >= datetime.now(UTC).date():
             return Outcome(misses={"reassigned": f"{cfg.consent_field} is not in the past"})
         tn, date_text = f"{number:010d}", day.isoformat()
-        if self._client is None:
+        if self._http is None:
             await self.open()
         hit = await asyncio.to_thread(self._cached, tn, date_text)
         cost = 0.0
@@ -203,36 +209,19 @@ class ReassignedNumbersStation(Station):
                        cost=cost)
 
     async def _query(self, tn: str, day: str) -> tuple[str, str | None]:
-        import httpx
-
         cfg = self.config
         if cfg.token is None or not cfg.token.get_secret_value():
             raise AuthError("no RND token: set FCC_RND_TOKEN")
-        assert self._client is not None
+        assert self._http is not None
+        self._http.check_credentials()
+        resp = await self._http.post("query", json={"tn": tn, "date": day})
+        resp.raise_for_status(auth_hint="check FCC_RND_TOKEN")
         try:
-            resp = await self._client.post("query", json={"tn": tn, "date": day},
-                                           headers={"Authorization": f"Bearer {cfg.token.get_secret_value()}"})
-        except httpx.TimeoutException:
-            raise VendorTimeout("the RND did not answer in time") from None
-        except httpx.TransportError as exc:
-            raise TransientError(f"cannot reach the RND: {type(exc).__name__}") from None
-        status = resp.status_code
-        if status in (401, 403):
-            raise AuthError(f"the RND refused the token (HTTP {status})")
-        if status == 402:
-            raise QuotaExhaustedError("the RND account has no query credit left (HTTP 402)")
-        if status == 429:
-            raise ThrottledError("the RND throttled the query (HTTP 429)")
-        if status >= 500:
-            raise ServerError(f"the RND answered HTTP {status}", status=status)
-        if status != 200:
-            raise PermanentError(f"the RND answered HTTP {status}")
-        try:
-            body: Any = json.loads(resp.text)
+            body: Any = json.loads(resp.text())
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            raise PermanentError(f"the RND answered something that is not a JSON object: {resp.text[:80]!r}")
+            raise PermanentError(f"the RND answered something that is not a JSON object: {resp.text()[:80]!r}")
         answer = ANSWERS.get(str(body.get("result", "")).strip().lower())
         if answer is None:
             raise PermanentError(f"the RND answered result={body.get('result')!r} (expected yes, no or no data)")
