@@ -108,8 +108,10 @@ def new_plugin_manager() -> pluggy.PluginManager:
     from waystation.cache.erase import CacheEraser  # the lookup cache's part of `waystation forget`
 
     pm.register(CacheEraser(), name="waystation.cache")
+    from waystation.suppress.forget import LedgerForget
     from waystation.suppress.screen import screen_from_env
 
+    pm.register(LedgerForget(), name="waystation.suppress.forget")  # `waystation forget` remembers the person
     screen = screen_from_env()
     if screen is not None:  # the suppression ledger applies to every route (waystation suppress)
         pm.register(screen, name="waystation.suppress")

@@ -156,3 +156,35 @@ def test_no_ledger_file_means_no_screen(ledger_file: Path) -> None:
     host = PluginHost()
     assert not ledger_file.exists()
     assert not any(isinstance(p, SuppressionScreen) for p in host.pm.get_plugins())
+
+
+async def test_forget_writes_the_person_to_the_ledger_also_from_their_saved_lead_states(
+        ledger_file: Path, tmp_path: Path) -> None:
+    from waystation.forget import ForgetRequest, forget_person
+    from waystation.stores import open_store
+
+    ckpt = f"sqlite:///{tmp_path / 'ck.db'}"
+    store = open_store(ckpt)
+    host = PluginHost()
+    host.add_stations(_stations("+13125550100"))
+    async with Engine.from_text(ROUTE.replace("    requires: []\n", ""), host=host, checkpointer=store,
+                                run_id="r1") as engine:
+        await engine.run({"id": "L7", "email": "grace@example.com"})  # the skip trace finds +1 312 555 0100
+    await store.close()
+    # only the lead id is known: the ledger learns their phone and e-mail from the saved state
+    request = ForgetRequest.build(lead_ids=["L7"], checkpoint=ckpt)
+    erasures = await forget_person(request, PluginHost())
+    ledger = next(e for e in erasures if e.where.startswith("suppression ledger"))
+    assert ledger.count == 2
+    assert erasures.index(ledger) == 0  # it read the states before the core erased them
+    with SuppressionLedger() as led:
+        assert led.lookup("+13125550100") is not None and led.lookup("grace@example.com") is not None
+        assert {e.reason for e in led.entries()} == {"erasure"}
+    # the same person under a new lead id: nothing runs
+    rec = toys.reset()
+    result = await _run({"id": "L7-again", "email": "Grace@Example.com"})
+    assert rec.calls == [] and result.status == "stopped"  # type: ignore[attr-defined]
+    dry = await forget_person(ForgetRequest.build(phones=["+1 202 555 0100"], dry_run=True), PluginHost())
+    assert dry[0].count == 1 and "dry run" in dry[0].note
+    with SuppressionLedger() as led:
+        assert led.lookup("2025550100") is None

@@ -234,3 +234,21 @@ def test_suppressed_phone_causes_zero_vendor_calls_also_under_a_new_lead_id(tmp_
     _, rows, _ = run(tmp_path, route, [mary], "resourced")
     assert rows["M1"]["_status"] == "stopped" and v.telnyx_lookups() == [] and rnd.queries() == []
     assert saved(tmp_path) == {}
+
+
+def test_a_forgotten_person_stays_suppressed_under_a_new_lead_id(tmp_path: Path, vendors: Any) -> None:
+    v, rnd = vendors
+    route = route_copy(tmp_path, v, rnd, registry(tmp_path, age_days=3))
+    d5 = next(lead for lead in LEADS if lead["id"] == "D5")
+    _, rows, _ = run(tmp_path, route, [d5], "before")
+    assert rows["D5"]["dial_eligible"] == "yes" and "D5" in saved(tmp_path)
+    calls = len(list(v.all_requests())) + len(rnd.queries())
+    res = CliRunner().invoke(cli, ["forget", "--lead-id", "D5", "--route", str(route),
+                                   "--checkpoint", f"sqlite:///{tmp_path / 'before.ckpt.sqlite'}"])
+    assert res.exit_code == 0, res.output
+    assert "suppression ledger" in res.output and "D5" not in saved(tmp_path)
+    again = {**d5, "id": "D5-returns", "phone": "+1 305-555-0133"}
+    _, rows, _ = run(tmp_path, route, [again], "after")
+    assert rows["D5-returns"]["_status"] == "stopped" and "suppression ledger" in rows["D5-returns"]["_reason"]
+    assert len(list(v.all_requests())) + len(rnd.queries()) == calls  # no vendor call at all
+    assert saved(tmp_path) == {}

@@ -234,7 +234,7 @@ class SuppressionLedger:
         ``phones``, ``email``, ``emails``; list fields are checked item by item)."""
         for fields, kind in ((PHONE_FIELDS, "phone"), (EMAIL_FIELDS, "email")):
             for f in fields:
-                for value in _values(data.get(f)):
+                for value in values_of(data.get(f)):
                     entry = self.lookup(value, kind)  # type: ignore[arg-type]
                     if entry is not None:
                         return entry
@@ -256,7 +256,8 @@ def _is_hash(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
-def _values(value: Any) -> Iterable[Any]:
+def values_of(value: Any) -> Iterable[Any]:
+    """The single values in a lead field (a value, a list, or a list of records with a number)."""
     if value is None or value == "":
         return ()
     if isinstance(value, list | tuple):
