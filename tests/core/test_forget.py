@@ -59,15 +59,16 @@ async def test_forget_erases_the_person_from_every_run(store_url: str) -> None:
     host = PluginHost()
     everyone = {"run-a": ["L1", "L2", "L3"], "run-b": ["L1", "L2", "L3"]}
     dry = await forget_person(ForgetRequest.build(lead_ids=["L1"], checkpoint=store_url, dry_run=True), host)
-    assert [(e.what, e.count, e.note) for e in dry] == [("lead states", 2, "in 2 run(s)")]
+    # (the suppression ledger reports its own row: see test_suppress.py)
+    assert [(e.what, e.count, e.note) for e in dry if e.what == "lead states"] == [("lead states", 2, "in 2 run(s)")]
     assert await remaining(store_url) == everyone
 
     by_id = await forget_person(ForgetRequest.build(lead_ids=["L1"], checkpoint=store_url), host)
-    assert [(e.what, e.count) for e in by_id] == [("lead states", 2)]
+    assert [(e.what, e.count) for e in by_id if e.what == "lead states"] == [("lead states", 2)]
     by_email = await forget_person(ForgetRequest.build(emails=["bob@EXAMPLE.org"], checkpoint=store_url), host)
-    assert [e.count for e in by_email] == [2]
+    assert [e.count for e in by_email if e.what == "lead states"] == [2]
     by_found_phone = await forget_person(ForgetRequest.build(phones=["+1 646 555 0142"], checkpoint=store_url), host)
-    assert [e.count for e in by_found_phone] == [2]  # found in an outcome, not in the input
+    assert [e.count for e in by_found_phone if e.what == "lead states"] == [2]  # found in an outcome, not the input
     assert await remaining(store_url) == {"run-a": [], "run-b": []}
 
 

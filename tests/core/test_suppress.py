@@ -185,6 +185,6 @@ async def test_forget_writes_the_person_to_the_ledger_also_from_their_saved_lead
     result = await _run({"id": "L7-again", "email": "Grace@Example.com"})
     assert rec.calls == [] and result.status == "stopped"  # type: ignore[attr-defined]
     dry = await forget_person(ForgetRequest.build(phones=["+1 202 555 0100"], dry_run=True), PluginHost())
-    assert dry[0].count == 1 and "dry run" in dry[0].note
+    assert dry[0].count == 1 and "dry run" in dry[0].note and dry[0].what == "entries"
     with SuppressionLedger() as led:
         assert led.lookup("2025550100") is None

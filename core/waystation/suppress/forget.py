@@ -68,12 +68,13 @@ class LedgerForget:
         emails |= set(request.emails)
         where = f"suppression ledger {ledger_path()}"
         if request.dry_run:
-            return Erasure(where, "entries to add (keyed hashes)", len(phones) + len(emails), "dry run")
+            return Erasure(where, "entries", len(phones) + len(emails), "dry run: would add (keyed hashes)")
         added = 0
         with SuppressionLedger() as led:
             for value in phones:
                 added += led.add(value, kind="phone", reason="erasure") is not None
             for value in emails:
                 added += led.add(value, kind="email", reason="erasure") is not None
-        note = "" if added else "no phone or e-mail known for this person: add them with 'waystation suppress add'"
-        return Erasure(where, "entries added (keyed hashes, kept so they are never bought again)", added, note)
+        note = ("added (keyed hashes): never looked up or bought again" if added
+                else "no phone or e-mail known for this person: add them with 'waystation suppress add'")
+        return Erasure(where, "entries", added, note)

@@ -4,6 +4,10 @@ Fixtures:
 
 - ``waystation_fast_retries`` (autouse): retry waits are switched off in tests; attempts and
   their logic stay as configured.
+- ``waystation_isolated_ledger`` (autouse): each test gets its own suppression ledger location
+  (``WAYSTATION_SUPPRESS_LEDGER`` in a temporary directory; a test may set its own), so a test
+  that runs ``waystation forget`` or ``suppress add`` never writes to the developer's ledger, and
+  no test is screened by another's.
 - ``fake_vendor``: a started :class:`~waystation.testing.FakeVendor` on 127.0.0.1 that captures
   every log record during the test (for ``assert_no_secret``); stopped afterwards.
 - ``cassette``: a factory ``cassette(path, real_url=..., secrets=[...])`` returning the base URL
@@ -35,6 +39,16 @@ def waystation_fast_retries() -> Iterator[None]:
     """Retry waits off for every test (the attempts still happen)."""
     with fast_retries():
         yield
+
+
+@pytest.fixture(autouse=True)
+def waystation_isolated_ledger(tmp_path_factory: pytest.TempPathFactory,
+                               monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A suppression ledger location of the test's own (see the module docstring)."""
+    monkeypatch.setenv("WAYSTATION_SUPPRESS_LEDGER",
+                       str(tmp_path_factory.mktemp("ledger", numbered=True) / "suppress.sqlite"))
+    monkeypatch.delenv("WAYSTATION_SUPPRESS_SECRET", raising=False)
+    yield
 
 
 @pytest.fixture
