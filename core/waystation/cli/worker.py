@@ -295,7 +295,8 @@ def export_command(run_id: str, output: Path, output_format: str | None, rejects
                    broker_url: str | None, prefix: str, queue_name: str) -> None:
     """Write a worker run's results like `waystation run` does: one row per input row, in order.
 
-    Exits 1 when the run is not finished (the unfinished rows are written with _status unfinished).
+    Exits 1 when the run is not finished (the unfinished rows are written with _status unfinished),
+    or when a dial verdict rests on evidence that has expired since (docs/compliance.md).
     """
     cfg = _config(redis_url, broker_url, prefix, queue_name)
     from waystation.cli.errors import service
@@ -307,5 +308,9 @@ def export_command(run_id: str, output: Path, output_format: str | None, rejects
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(counts))
-    if counts.get("unfinished") or counts.get("dead_lettered"):
+    stale = (counts.get("dial") or {}).get("stale")
+    if stale:  # docs/compliance.md: exports fail closed on stale evidence
+        click.echo(f"error: {stale} exported dial verdict(s) rest on expired evidence (written as 'unknown' where "
+                   "they said 'yes'): refresh the data and run again", err=True)
+    if counts.get("unfinished") or counts.get("dead_lettered") or stale:
         sys.exit(1)

@@ -172,8 +172,13 @@ async def export(cfg: WorkerConfig, run_id: str, output: Path, *, output_format:
                  rejects_path: Path | None = None) -> dict[str, Any]:
     """Write a worker run's results, one row per input row in input order, like ``waystation
     run`` (input columns, the fields the route adds, ``_lead_id``, ``_status``, ``_reason``,
-    ``_cost``); failed, rejected and unfinished leads also go to the rejects file. Returns counts."""
+    ``_cost``); failed, rejected and unfinished leads also go to the rejects file. Returns counts
+    (and ``dial``: the verdicts as exported, when rows have one). A dial verdict is re-checked as it
+    is written, like ``waystation run`` does: one whose evidence has expired since is not written
+    as ``yes`` (docs/compliance.md)."""
     import redis.asyncio as aioredis
+
+    from waystation.dial.export import ExportTally
 
     client = aioredis.Redis.from_url(cfg.redis_url)
     try:
@@ -192,6 +197,7 @@ async def export(cfg: WorkerConfig, run_id: str, output: Path, *, output_format:
         counts: dict[str, int] = {}
         dead = {k: v for k, v in (await client.hgetall(keys.dead)).items()}
         dead_ids = {(k.decode() if isinstance(k, bytes) else k) for k in dead}
+        tally = ExportTally()
         try:
             async for lid, result in iter_rows(client, keys):
                 if lid.startswith("!rejected:"):
@@ -207,7 +213,7 @@ async def export(cfg: WorkerConfig, run_id: str, output: Path, *, output_format:
                     rej.write({"lead_id": lid, "status": status_, "reason": row["_reason"]})
                 else:
                     status_ = str(result.get("status"))
-                    row = {**(result.get("data") or {}), "_lead_id": lid, "_status": status_,
+                    row = {**tally.check(result.get("data") or {}), "_lead_id": lid, "_status": status_,
                            "_reason": result.get("reason"), "_cost": round(float(result.get("cost", 0.0)), 6)}
                     if status_ == "failed":
                         rej.write({"lead_id": lid, "status": status_, "reason": result.get("reason"),
@@ -217,7 +223,11 @@ async def export(cfg: WorkerConfig, run_id: str, output: Path, *, output_format:
         finally:
             writer.close()
             rej.close()
-        return {"output": str(output), "rejects": str(rej_path), "rows": sum(counts.values()), **counts}
+        out: dict[str, Any] = {"output": str(output), "rejects": str(rej_path), "rows": sum(counts.values()),
+                               **counts}
+        if not tally.empty:
+            out["dial"] = tally.as_dict()
+        return out
     finally:
         await client.aclose()
 
