@@ -25,6 +25,8 @@ KNOWN_STATIONS: dict[str, str] = {
     "RealValidationDNCStation": "waystation-dnc",
     "BlacklistAllianceStation": "waystation-dnc",
     "DNCScrubApiStation": "waystation-dnc",
+    "ReassignedNumbersStation": "waystation-dnc",
+    "DialEligibilityStation": "waystation-dnc",
     "IncomeStation": "waystation-census",
     "DemographicsStation": "waystation-census",
     "DatabaseSaveStation": "waystation-sql",
