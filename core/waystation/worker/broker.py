@@ -14,11 +14,11 @@
   kills its worker ends in the dead-letter queue and no innocent lead goes with it;
 - :class:`Heartbeat` (Redis broker): a thread that refreshes the worker's heartbeat in Dramatiq's
   ``__heartbeats__`` set every ``heartbeat_timeout / 5`` whatever the worker is doing (Dramatiq
-  itself only heartbeats when it fetches or acks, so a worker whose leads all wait on a slow
-  vendor would look dead), runs Dramatiq's requeue of dead workers' messages itself (only after
-  its own connection has been healthy for a whole ``heartbeat_timeout``, so a Redis restart never
-  makes live workers look dead), keeps the health key ``<prefix>:worker:<id>`` and renews the fleet
-  budget leases;
+  itself heartbeats only as a side effect of its consumers' fetches and acks, so a worker whose
+  leads all wait on a slow vendor must not depend on them); it runs Dramatiq's requeue of dead
+  workers' messages itself, only after its own connection has been healthy for a whole
+  ``heartbeat_timeout`` (so a Redis restart never makes live workers look dead); it keeps the
+  health key ``<prefix>:worker:<id>`` and renews the fleet budget leases;
 - Dramatiq's ``Prometheus`` middleware when metrics are asked for;
 - ``CurrentMessage``.
 """
