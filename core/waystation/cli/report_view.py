@@ -43,6 +43,7 @@ def report_columns(show_station: bool) -> list[output.Column]:
         output.Column("p50", "p50", priority=20, justify="right"),
         output.Column("p95", "p95", priority=25, justify="right"),
         output.Column("in_doubt", "in doubt", priority=50, justify="right"),
+        output.Column("cached", "cached", priority=35, justify="right"),
     ]
 
 
@@ -60,6 +61,7 @@ def print_report(report: Report, fmt: str | None = None, *, more: str = "--forma
         "skipped": ", ".join(f"{k} {v}" for k, v in s.skipped.items()) or "-",
         "cost": _money(s.cost), "hit_rate": _pct(s.hit_rate), "cost_per_hit": _money(s.cost_per_hit),
         "p50": _secs(s.latency_p50), "p95": _secs(s.latency_p95), "in_doubt": s.in_doubt,
+        "cached": s.cache_hits,
     } for s in report.stations]
     title = f"run {report.run_id} — route {report.route}" + ("" if report.complete else " (incomplete)")
     if fmt == "tsv":  # the table alone, for other tools
