@@ -96,10 +96,10 @@ from waystation.deferral import run_settled
 from waystation.dial.export import ExportTally
 from waystation.engine import Engine, lead_id_of
 from waystation.errors import WaystationError
-from waystation.http import credential_overrides
 from waystation.lead import STANDARD_INPUT_FIELDS
+from waystation.limits import MAX_FIELD_SIZE
 from waystation.metrics import Metrics
-from waystation.plan import Plan, compile_route
+from waystation.plan import Plan, compile_route, credential_overrides
 from waystation.plugins import PluginHost
 from waystation.report import LEAD_STATUSES, Report, ReportCollector, report_from_store
 from waystation.result import LeadResult
@@ -117,8 +117,6 @@ log = logging.getLogger("waystation.batch")
 Format = Literal["csv", "jsonl"]
 #: Columns added to every output row, in order.
 STATUS_COLUMNS = ("_lead_id", "_status", "_reason", "_cost")
-#: Default largest field (characters) / JSONL line (bytes) accepted.
-MAX_FIELD_SIZE = 1 << 20
 _RAW_KEEP = 2000
 _SURROGATE = re.compile("[\udc80-\udcff]")
 

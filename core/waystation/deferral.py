@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import stamina
 
@@ -29,8 +29,16 @@ from waystation.errors import WaystationError
 from waystation.resilience.policies import RetryPolicy, classify_error, retry_after_of
 
 if TYPE_CHECKING:
-    from waystation.engine import Engine
     from waystation.result import LeadResult
+
+
+class LeadRunner(Protocol):
+    """What :func:`run_settled` needs: something that runs one lead (:class:`waystation.engine.Engine`
+    is one; this module is below the engine, which imports it)."""
+
+    async def run(self, lead: Mapping[str, Any], *, lead_id: str | None = None) -> LeadResult:
+        """Run ``lead`` to its result."""
+        ...
 
 #: How many times :func:`run_settled` runs a deferred lead again before returning it deferred.
 DEFAULT_ROUNDS = 5
@@ -60,7 +68,7 @@ def deferral_for(exc: BaseException, policy: RetryPolicy, last_attempt: bool) ->
     return StepDeferred(f"deferred: the vendor asked to wait {wait:g} s ({why}): {exc}", wait)
 
 
-async def run_settled(engine: Engine, lead: Mapping[str, Any], *, lead_id: str | None = None,
+async def run_settled(engine: LeadRunner, lead: Mapping[str, Any], *, lead_id: str | None = None,
                       max_rounds: int = DEFAULT_ROUNDS, max_wait: float = DEFAULT_MAX_WAIT) -> LeadResult:
     """``engine.run(lead)``, and again after each deferral's ``retry_at`` (at most ``max_rounds``
     times, each wait at most ``max_wait`` seconds); the last result is returned (still

@@ -164,11 +164,3 @@ class OutcomeValidationError(WaystationError):
     """A station returned fields it does not declare, or of the wrong type."""
 
     category = "invalid_output"
-
-
-class BudgetExceededError(WaystationError):
-    """Raised only by explicit budget APIs; the engine itself skips steps with reason ``budget``."""
-
-
-class LeadInputError(WaystationError):
-    """A lead that cannot be read (bad row, wrong types, missing required columns)."""

@@ -25,11 +25,22 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from waystation.plugins import PluginHost
+    import pluggy
+
     from waystation.route import Route
+
+
+class HookHost(Protocol):
+    """What :func:`forget_person` needs of the plugin host (:class:`waystation.plugins.PluginHost`
+    is one): its plugin manager. This module is below the host, so it never imports it."""
+
+    @property
+    def pm(self) -> pluggy.PluginManager:
+        """The plugin manager the hooks are called through."""
+        ...
 
 log = logging.getLogger("waystation.forget")
 
@@ -154,7 +165,7 @@ class ForgetRequest:
         return ", ".join(parts)
 
 
-async def forget_person(request: ForgetRequest, host: PluginHost) -> list[Erasure]:
+async def forget_person(request: ForgetRequest, host: HookHost) -> list[Erasure]:
     """Call every ``forget_person`` implementation; an implementation that raises is reported as an
     :class:`Erasure` with ``count=-1`` and the error in ``note`` (the others still run)."""
     out: list[Erasure] = []

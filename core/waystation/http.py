@@ -71,13 +71,13 @@ from waystation.errors import (
     TransientError,
     VendorTimeout,
 )
+from waystation.plan import credential_override, credential_overrides  # re-exported: they moved to plan
 from waystation.resilience.policies import parse_reset, parse_retry_after, retry_after_from_headers
 from waystation.station import StationSettings
 
 if TYPE_CHECKING:
     import httpx
 
-    from waystation.plan import Plan, PlannedStep
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -730,20 +730,3 @@ def _refusal(station: str, url: str, policy: HostPolicy) -> str:
     return (f"{station} sends its key only over https to {', '.join(policy.hosts) or 'its vendor'}; "
             f"{_origin(url)} is not one of them, so nothing was sent. For a proxy or a test server, "
             f"allow it explicitly in the step's settings: allow_hosts: [{urlsplit(url).hostname}]")
-
-
-def credential_override(step: PlannedStep) -> str | None:
-    """The notice for a step whose route lets its key go to hosts besides the station's declared
-    vendor hosts (``allow_hosts``), or ``None``."""
-    hosts = tuple(getattr(step.settings, "allow_hosts", ()) or ())
-    if step.station is None or not step.enabled or not hosts:
-        return None
-    own = ", ".join(getattr(step.station, "vendor_hosts", ()) or ()) or "none declared"
-    return (f"step {step.id!r}: {step.station.name} may send its key to {', '.join(hosts)} (allow_hosts), "
-            f"besides its vendor hosts ({own}); http allowed there")
-
-
-def credential_overrides(plan: Plan) -> list[str]:
-    """One line per step with a credential override (see :func:`credential_override`): printed by
-    ``waystation check`` and at the start of ``waystation run`` so that it is never silent."""
-    return [line for ps in plan.steps if (line := credential_override(ps)) is not None]

@@ -13,6 +13,9 @@ from typing import Final
 
 #: Largest route file, in bytes.
 MAX_ROUTE_BYTES: Final = 1 << 20
+#: Default largest field (characters) / JSONL line (bytes) accepted in a lead file
+#: (``--max-field-size``).
+MAX_FIELD_SIZE: Final = 1 << 20
 #: Most YAML nodes a route may expand to (aliases count once per use: a "billion laughs" stops here).
 MAX_ROUTE_NODES: Final = 20_000
 #: Deepest nesting of mappings and lists in a route.

@@ -13,20 +13,18 @@ lead's result never depends on timing.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from waystation.catalogue import Suggestion
 from waystation.conditions import Condition, parse_condition
 from waystation.errors import ConditionSyntaxError, Problem, RouteError
 from waystation.lead import STANDARD_INPUT_FIELDS
 from waystation.limits import MAX_NAME_LENGTH, MAX_REPORTED_ERRORS, field_name_problem
-from waystation.plugins import PluginHost
 from waystation.resilience.policies import BreakerPolicy, RateLimit, RetryPolicy
 from waystation.route import Route, StepSpec
 from waystation.station import InDoubtPolicy, Station, StationSettings
@@ -192,8 +190,27 @@ def _settings_for(cls: type[Station], values: Mapping[str, Any]) -> StationSetti
     return cls.Settings(**dict(values))
 
 
+class StationSource(Protocol):
+    """What compiling a route needs from the plugin host: look a station up by name, and a
+    "did you mean" for one that is not there. :class:`waystation.plugins.PluginHost` is one; the
+    plan never imports it (the host loads plugins, the plan is below it)."""
+
+    @property
+    def stations(self) -> Mapping[str, object]:
+        """Every installed station by name."""
+        ...
+
+    def get(self, name: str) -> type[Station] | None:
+        """The station class called ``name``, or ``None``."""
+        ...
+
+    def suggestion(self, name: str) -> Suggestion | None:
+        """A near name or a catalogue entry for an unknown station, or ``None``."""
+        ...
+
+
 class _Compiler:
-    def __init__(self, route: Route, host: PluginHost, input_fields: Iterable[str] | None) -> None:
+    def __init__(self, route: Route, host: StationSource, input_fields: Iterable[str] | None) -> None:
         self.route = route
         self.host = host
         self.problems: list[Problem] = []
@@ -231,15 +248,11 @@ class _Compiler:
         levels: list[list[PlannedStep]] = [[] for _ in range(max((s.level for s in steps), default=0) + 1)]
         for s in steps:
             levels[s.level].append(s)
-        from waystation.http import credential_override
-
         for s in steps:  # a key allowed to go elsewhere than its vendor is never silent
             if (notice := credential_override(s)) is not None:
                 self.warnings.append(self.route.problem(notice, "steps", s.index, "settings"))
         plan = Plan(self.route, steps, levels, self.inputs, self.warnings)
-        from waystation.cache.step import cache_problems  # a step cached against its station's word
-
-        if problems := cache_problems(plan):
+        if problems := cache_problems(plan):  # a step cached against its station's word
             raise RouteError(problems)
         return plan
 
@@ -427,12 +440,34 @@ class _Compiler:
                              "'after:'", "steps", b.index, "station")
 
 
-def compile_route(route: Route, host: PluginHost, input_fields: Iterable[str] | None = None) -> Plan:
+def compile_route(route: Route, host: StationSource, input_fields: Iterable[str] | None = None) -> Plan:
     """Compile ``route`` against the stations known to ``host``; raises :class:`RouteError`."""
     return _Compiler(route, host, input_fields).compile()
 
 
-def load_plan(path: str | os.PathLike[str], host: PluginHost,
-              input_fields: Iterable[str] | None = None) -> Plan:
-    """Load and compile a route file."""
-    return compile_route(Route.from_file(Path(path)), host, input_fields)
+def credential_override(step: PlannedStep) -> str | None:
+    """The notice for a step whose route lets its key go to hosts besides the station's declared
+    vendor hosts (``allow_hosts``), or ``None``."""
+    hosts = tuple(getattr(step.settings, "allow_hosts", ()) or ())
+    if step.station is None or not step.enabled or not hosts:
+        return None
+    own = ", ".join(getattr(step.station, "vendor_hosts", ()) or ()) or "none declared"
+    return (f"step {step.id!r}: {step.station.name} may send its key to {', '.join(hosts)} (allow_hosts), "
+            f"besides its vendor hosts ({own}); http allowed there")
+
+
+def credential_overrides(plan: Plan) -> list[str]:
+    """One line per step with a credential override (see :func:`credential_override`): printed by
+    ``waystation check`` and at the start of ``waystation run`` so that it is never silent."""
+    return [line for ps in plan.steps if (line := credential_override(ps)) is not None]
+
+
+def cache_problems(plan: Plan) -> list[Problem]:
+    """Route errors: a step asking for a TTL on a station that declares itself never cacheable."""
+    out = []
+    for i, ps in enumerate(plan.steps):
+        spec = ps.spec.cache
+        if ps.station is not None and not ps.station.cacheable and spec is not None and spec.ttl is not None:
+            out.append(plan.route.problem(f"step {ps.id}: station {ps.station.name} declares that its answers "
+                                          "must never be cached", "steps", i, "cache"))
+    return out

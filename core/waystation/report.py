@@ -71,12 +71,6 @@ class LatencyHistogram:
                 return 0.0 if b == 0 else _MIN * _RATIO ** (b - 0.5)
         return None  # pragma: no cover
 
-    def merge(self, other: LatencyHistogram) -> None:
-        """Add ``other``'s durations."""
-        for b, n in other.buckets.items():
-            self.buckets[b] = self.buckets.get(b, 0) + n
-        self.count += other.count
-
 
 class StationFigures(BaseModel):
     """One route step's figures (see the module docstring for their definitions)."""
@@ -220,7 +214,6 @@ class ReportCollector:
         self.run_id = run_id
         self.route = route
         self._stats: dict[str, _StepStats] = {sid: _StepStats(station) for sid, station in steps}
-        self.leads_seen = 0
         self.started_at = time.time()
 
     @hookimpl
@@ -230,7 +223,6 @@ class ReportCollector:
 
     def add_steps(self, steps: Mapping[str, StepRecord | Mapping[str, Any]]) -> None:
         """Count one lead's step records (``StepRecord`` objects or their saved dict form)."""
-        self.leads_seen += 1
         for sid, rec in steps.items():
             st = self._stats.get(sid)
             if st is None:

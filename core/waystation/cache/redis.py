@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from waystation.cache import CacheEntry, CacheStats, Clock
+from waystation.cache.entry import CacheEntry, CacheStats, Clock
 from waystation.stores import redact_url
 
 if TYPE_CHECKING:

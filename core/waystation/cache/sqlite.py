@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from waystation.cache import CacheEntry, CacheStats, Clock
+from waystation.cache.entry import CacheEntry, CacheStats, Clock
 from waystation.stores.sqlite import path_of
 
 T = TypeVar("T")

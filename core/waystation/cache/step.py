@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from waystation.cache import CacheEntry, CacheMode, LookupCache, parse_ttl
 from waystation.cache.keys import answer_settings, cache_key, normalised_inputs, subject_tokens
-from waystation.errors import Problem
 from waystation.station import Outcome, Stop
 
 if TYPE_CHECKING:
@@ -75,17 +74,6 @@ def step_policy(ps: PlannedStep, host: PluginHost | None, *, route_mode: str | N
     return StepCachePolicy(station=cls.name, version=version, ttl=parse_ttl(raw), mode=mode,  # type: ignore[arg-type]
                            misses=cls.cache_misses, settings=answer_settings(ps.settings, cls.cache_settings),
                            inputs=tuple(dict.fromkeys((*cls.requires, *cls.optional))))
-
-
-def cache_problems(plan: Plan) -> list[Problem]:
-    """Route errors: a step asking for a TTL on a station that declares itself never cacheable."""
-    out = []
-    for i, ps in enumerate(plan.steps):
-        spec = ps.spec.cache
-        if ps.station is not None and not ps.station.cacheable and spec is not None and spec.ttl is not None:
-            out.append(plan.route.problem(f"step {ps.id}: station {ps.station.name} declares that its answers "
-                                          "must never be cached", "steps", i, "cache"))
-    return out
 
 
 def cache_policies(plan: Plan, host: PluginHost | None, run_mode: str | None = None) -> dict[str, StepCachePolicy]:

@@ -109,7 +109,7 @@ def reset(ctx: click.Context, station: str, redis_url: str, prefix: str) -> None
 
     STATION must be an installed station or have a shared breaker in Redis: a misspelt name is an
     error (exit 2), not a silent "closed"."""
-    from waystation.cli.main import get_host
+    from waystation.cli.context import get_host
 
     host = get_host(ctx)
 

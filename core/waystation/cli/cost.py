@@ -29,7 +29,7 @@ _HISTORY = click.option("--history", "history_url", default=None, envvar="WAYSTA
 
 
 def _consoles() -> tuple[Console, Console]:
-    from waystation.cli.main import console, err_console
+    from waystation.cli.context import console, err_console
 
     return console, err_console
 
@@ -67,7 +67,7 @@ def estimate_command(ctx: click.Context, route: Path, input_file: Path, sample_s
     the steps that dominate. See docs/cost.md for the model.
     """
     from waystation.batch import BatchConfig, BatchError, compile_for_input
-    from waystation.cli.main import get_host
+    from waystation.cli.context import get_host
     from waystation.errors import RouteError
     from waystation.history import default_history_url, open_history
     from waystation.history.estimate import forecast, input_key, sample_file

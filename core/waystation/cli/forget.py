@@ -37,7 +37,7 @@ def forget_command(ctx: click.Context, lead_ids: tuple[str, ...], phones: tuple[
     \b
     waystation forget --phone +14155550100 --email ada@example.org --route routes/hybrid-smart.yaml
     """
-    from waystation.cli.main import get_host
+    from waystation.cli.context import get_host
     from waystation.errors import RouteError
     from waystation.forget import ForgetRequest, forget_person
     from waystation.route import Route

@@ -125,7 +125,7 @@ def init_command(ctx: click.Context, directory: Path, force: bool) -> None:
     Then:
       cd DIRECTORY && waystation run routes/free-only.yaml examples/leads.csv -o out/enriched.csv
     """
-    from waystation.cli.main import get_host
+    from waystation.cli.context import get_host
 
     if directory.exists() and not directory.is_dir():
         raise UsageProblem(f"{directory} exists and is not a directory")

@@ -12,51 +12,34 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
 
 import click
-from rich.console import Console
 
 from waystation.cli import logs, output
+from waystation.cli.breaker import breaker
+from waystation.cli.context import console, err_console, get_host, state
+from waystation.cli.cost import cache_group, estimate_command, history_command
 from waystation.cli.errors import (
     EXIT_BROKE_OFF,
     EXIT_SIGINT,
     EXIT_USAGE,
     CliError,
-    UsageProblem,
     print_error,
     route_error,
     translate,
 )
+from waystation.cli.forget import forget_command
+from waystation.cli.init import init_command
+from waystation.cli.new_plugin import new_plugin
 from waystation.cli.options import format_option
-from waystation.errors import DuplicateStationError, PluginError, RouteError
-from waystation.plugins import PLUGIN_API_VERSION, PluginHost
+from waystation.cli.run import report_command, run_command
+from waystation.cli.runs import runs
+from waystation.cli.suppress import suppress
+from waystation.cli.worker import enqueue_command, export_command, queue_command, worker_command
+from waystation.errors import RouteError
+from waystation.plugins import PLUGIN_API_VERSION
 
-# Kept for commands that print through rich (the run report, the progress bar): markup is off so
-# that text from a lead or a plugin is never read as markup; colour follows NO_COLOR.
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-#: Set by the root options; read by :func:`main` to decide whether to print tracebacks.
-_state: dict[str, Any] = {"debug": bool(os.environ.get("WAYSTATION_DEBUG"))}
-
-
-def get_host(ctx: click.Context) -> PluginHost:
-    """The plugin host for this invocation (plugins loaded once, on first use)."""
-    obj = ctx.ensure_object(dict)
-    host = obj.get("host")
-    if host is None:
-        strict = obj.get("strict_plugins")
-        try:
-            host = PluginHost.discover(strict=strict)
-        except (PluginError, DuplicateStationError) as exc:
-            raise UsageProblem(f"plugin error: {exc}",
-                               "see `waystation plugins`; uninstall or fix the plugin, or leave out "
-                               "--strict-plugins") from None
-        obj["host"] = host
-    assert isinstance(host, PluginHost)
-    return host
-
+__all__ = ["cli", "console", "err_console", "get_host", "main", "run_cli"]
 
 class _Cli(click.Group):
     """The root group: loads plugin commands lazily so ``--help`` lists them."""
@@ -125,7 +108,7 @@ def cli(ctx: click.Context, strict_plugins: bool | None, verbose: int, quiet: in
     3 missing dependency or service, 130/143 interrupted.
     """
     ctx.ensure_object(dict)["strict_plugins"] = strict_plugins
-    _state["debug"] = _state["debug"] or debug or verbose > 0
+    state["debug"] = state["debug"] or debug or verbose > 0
     logs.setup(verbose=verbose, quiet=quiet, level=log_level, fmt=log_format, file=log_file)
     from waystation.redact import install, set_log_pii
 
@@ -159,10 +142,8 @@ def check(ctx: click.Context, route: str, as_json: bool, input_fields: str | Non
         return
     for w in plan.warnings:
         print_error(str(w), label="warning")
-    budget = "none" if plan.budget is None else f"${plan.budget:.4f} per lead"
-    click.echo(f"route {plan.name} ({route}): {len(plan.steps)} steps, {len(plan.levels)} levels, budget {budget}")
-    for line in plan.level_lines():
-        click.echo(f"  {line}")
+    for line in output.plan_lines(plan, route):
+        click.echo(line)
     needed = sorted(plan.requirements())
     if needed:
         click.echo(f"input must provide: {', '.join(needed)}")
@@ -237,21 +218,6 @@ def plugins(ctx: click.Context, fmt: str | None, as_json: bool) -> None:
                 empty="no plugin installed")
 
 
-from waystation.cli.breaker import breaker  # noqa: E402  (light: imports redis on use)
-from waystation.cli.cost import cache_group, estimate_command, history_command  # noqa: E402  (light)
-from waystation.cli.forget import forget_command  # noqa: E402  (light: imports on use)
-from waystation.cli.init import init_command  # noqa: E402
-from waystation.cli.new_plugin import new_plugin  # noqa: E402
-from waystation.cli.run import report_command, run_command  # noqa: E402  (light: imports on use)
-from waystation.cli.runs import runs  # noqa: E402
-from waystation.cli.suppress import suppress  # noqa: E402  (light: the ledger loads on use)
-from waystation.cli.worker import (  # noqa: E402  (light)
-    enqueue_command,
-    export_command,
-    queue_command,
-    worker_command,
-)
-
 cli.add_command(run_command)
 cli.add_command(report_command)
 cli.add_command(runs)
@@ -283,7 +249,7 @@ def run_cli(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except CliError as exc:
-        if _state["debug"] and exc.__cause__ is not None:
+        if state["debug"] and exc.__cause__ is not None:
             traceback.print_exception(exc.__cause__)
         exc.show()
         return exc.exit_code
@@ -304,14 +270,14 @@ def run_cli(argv: list[str] | None = None) -> int:
         return 0
     except Exception as exc:
         known = translate(exc)
-        if _state["debug"]:
+        if state["debug"]:
             traceback.print_exc()
         if known is not None:
             known.show()
             return known.exit_code
         print_error(f"internal error: {type(exc).__name__}: {exc}",
                     "this is a bug in waystation or a plugin: run again with --debug for the traceback "
-                    "and report it" if not _state["debug"] else None)
+                    "and report it" if not state["debug"] else None)
         return EXIT_BROKE_OFF
 
 

@@ -21,11 +21,14 @@ import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from waystation.cli.errors import use_color
+
+if TYPE_CHECKING:
+    from waystation.plan import Plan
 
 #: Separator of ``plain`` columns.
 GAP = "  "
@@ -174,3 +177,11 @@ def emit(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], fmt: str,
 def say(message: str) -> None:
     """A line for people on stdout, never read as markup."""
     click.echo(message)
+
+
+def plan_lines(plan: Plan, source: str) -> list[str]:
+    """A compiled route as ``waystation check`` and ``run --dry-run`` print it: one line naming the
+    route, its size and budget, then one indented line per level."""
+    budget = "none" if plan.budget is None else f"${plan.budget:.4f} per lead"
+    head = f"route {plan.name} ({source}): {len(plan.steps)} steps, {len(plan.levels)} levels, budget {budget}"
+    return [head, *(f"  {line}" for line in plan.level_lines())]

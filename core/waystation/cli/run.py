@@ -16,6 +16,7 @@ import click
 
 from waystation.cli.errors import EXIT_USAGE, UsageProblem, route_error, service, translate
 from waystation.cli.options import checkpoint_option, format_option
+from waystation.limits import MAX_FIELD_SIZE
 from waystation.stores import DEFAULT_SQLITE_URL
 
 if TYPE_CHECKING:
@@ -25,30 +26,25 @@ if TYPE_CHECKING:
     from waystation.plan import Plan
     from waystation.plugins import PluginHost
 
-MAX_FIELD_SIZE = 1 << 20
-
 
 def _consoles() -> tuple[Console, Console]:
-    from waystation.cli.main import console, err_console
+    from waystation.cli.context import console, err_console
 
     return console, err_console
 
 
 def _host(ctx: click.Context) -> PluginHost:
-    from waystation.cli.main import get_host
+    from waystation.cli.context import get_host
 
     return get_host(ctx)
 
 
 def _print_plan(plan: Plan, cfg: BatchConfig, fmt: str, header: list[str] | None, console: Console) -> None:
-    from waystation.batch import output_columns
+    from waystation.batch import jsonl_keys, output_columns
+    from waystation.cli.output import plan_lines
 
-    budget = "none" if plan.budget is None else f"${plan.budget:.4f} per lead"
-    console.print(f"route [bold]{plan.name}[/bold] ({cfg.route}): {len(plan.steps)} steps, "
-                  f"{len(plan.levels)} levels, budget {budget}")
-    for line in plan.level_lines():
-        console.print(f"  {line}", markup=False)
-    from waystation.batch import jsonl_keys
+    for line in plan_lines(plan, str(cfg.route)):
+        console.print(line, markup=False)
 
     needed = sorted(plan.requirements())
     keys = header if header is not None else jsonl_keys(cfg.input)

@@ -68,7 +68,7 @@ def enqueue_command(ctx: click.Context, route: Path, input_path: Path, redis_url
     Every enqueue is a run of its own (its own checkpoints, results and budget). The route is
     compiled against the input first; malformed rows are reported and not queued.
     """
-    from waystation.cli.main import get_host
+    from waystation.cli.context import get_host
     from waystation.errors import RouteError
 
     cfg = _config(redis_url, broker_url, prefix, queue_name, ttl=ttl)
@@ -151,7 +151,7 @@ def worker_command(ctx: click.Context, redis_url: str, broker_url: str | None, p
         return
     import logging
 
-    from waystation.cli.main import get_host
+    from waystation.cli.context import get_host
     from waystation.worker.app import run_worker
     from waystation.worker.runtime import Runtime
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from waystation.history import RunHistory, merge_runs
+from waystation.history.model import RunHistory, merge_runs
 
 
 class DocumentHistory:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from waystation.stores import DeferredErrors, StoreStats, _check_ids, dumps
+from waystation.stores.base import DeferredErrors, StoreStats, _check_ids, dumps, encode_queued
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -90,13 +90,9 @@ def encode_latest(batch: Sequence[LeadSave], deferred: DeferredErrors) -> dict[t
         key = (run_id, lead_id)
         if key in out:
             continue
-        if isinstance(payload, str):
-            out[key] = payload
-            continue
-        try:
-            out[key] = dumps({**payload[0], "saved_at": payload[1]})
-        except Exception as exc:
-            deferred.by_lead.setdefault(key, exc)
+        text = payload if isinstance(payload, str) else encode_queued(run_id, lead_id, *payload, deferred)
+        if text is not None:
+            out[key] = text
     return out
 
 

@@ -8,8 +8,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from waystation.stores import DeferredErrors, StoreStats, _check_ids, dumps, load_state, loads
 from waystation.stores._group import GroupCommitter, GroupedSaves, LeadSave, encode_latest
+from waystation.stores.base import DeferredErrors, StoreStats, _check_ids, dumps, load_state, loads
 
 
 class MemoryStore(GroupedSaves):

@@ -17,8 +17,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from waystation.stores import DeferredErrors, StoreStats, _check_ids, dumps, load_state, loads, redact_url
+from waystation.redact import redact_url
 from waystation.stores._group import GroupCommitter, GroupedSaves, LeadSave, encode_latest
+from waystation.stores.base import DeferredErrors, StoreStats, _check_ids, dumps, load_state, loads
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

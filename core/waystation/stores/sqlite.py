@@ -22,7 +22,16 @@ from pathlib import Path
 from typing import Any, Literal, overload
 from urllib.parse import unquote, urlsplit
 
-from waystation.stores import DeferredErrors, StoreStats, _check_ids, _query, dumps, load_state, loads
+from waystation.stores.base import (
+    DeferredErrors,
+    StoreStats,
+    _check_ids,
+    _query,
+    dumps,
+    encode_queued,
+    load_state,
+    loads,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS lead_state (
@@ -393,10 +402,8 @@ def _serialize_queued(batch: list[_Op], deferred: DeferredErrors) -> list[_Op]:
             out.append(op)
         elif latest[(payload[0], payload[1])] == i:
             run_id, lead_id, state, now = payload
-            try:
-                text = dumps({**state, "saved_at": now})
-            except Exception as exc:  # e.g. a secret: this lead's next save raises it
-                deferred.by_lead[(run_id, lead_id)] = exc
+            text = encode_queued(run_id, lead_id, state, now, deferred)
+            if text is None:  # e.g. a secret: this lead's next save raises it
                 continue
             out.append(("w", (run_id, lead_id, state.get("status"), text, now), fut))
     return out

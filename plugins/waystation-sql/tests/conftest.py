@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from waystation.testing.services import service_missing
 
 PG_URL = os.environ.get("WAYSTATION_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -34,9 +35,7 @@ def pg_schema() -> Iterator[str]:
     but never under CI=true)."""
     problem = _pg_available()
     if problem:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is required under CI=true: {problem}")
-        pytest.skip(f"PostgreSQL on 127.0.0.1:5432 is not reachable: {problem}")
+        service_missing(f"PostgreSQL on 127.0.0.1:5432 is not reachable: {problem}")
     import psycopg
 
     name = f"ws_sql_{uuid.uuid4().hex[:12]}"
