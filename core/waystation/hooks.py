@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import click
 
     from waystation.forget import Erasure, ForgetRequest
-    from waystation.plan import PlannedStep
+    from waystation.plan import Plan, PlannedStep
     from waystation.result import LeadResult, RunContext
     from waystation.station import Outcome, Station, Stop
 
@@ -78,9 +78,11 @@ def before_step(step: PlannedStep, ctx: RunContext) -> None:
 
 @hookspec
 def after_step(step: PlannedStep, ctx: RunContext, outcome: Outcome) -> None:
-    """Called when a step succeeded: its outcome was validated, priced, its stop decided and its
-    fields merged. ``ctx.steps[step.id]`` holds its record (duration, attempts, cost, status).
-    The return value is ignored.
+    """Called when a step succeeded: its outcome was validated, priced and its stop decided.
+    ``ctx.steps[step.id]`` holds its record (duration, attempts, cost, status) and
+    ``outcome.fields`` the fields it produced; those are **not yet** in ``ctx.data``: they are
+    merged after this hook, in route order (a step's fields land once every earlier step of the
+    route has ended), so read them from ``outcome``. The return value is ignored.
     """
 
 
@@ -158,23 +160,34 @@ def decide_stop(step: PlannedStep, ctx: RunContext, outcome: Outcome) -> Stop | 
 
 
 @hookspec
-def before_lead(route: Any, ctx: RunContext) -> None:
-    """Called when a lead starts on a route (also when it resumes). Ignored result."""
+def before_lead(route: Plan, ctx: RunContext) -> None:
+    """Called when a lead starts on a route (also when it resumes), before its first step.
+
+    ``route`` is the compiled :class:`~waystation.plan.Plan`; ``ctx.input`` is the lead as read,
+    ``ctx.steps`` the records of steps that ended before a resume (empty for a new lead).
+    Ignored result."""
 
 
 @hookspec
-def after_lead(route: Any, ctx: RunContext, result: LeadResult) -> None:
-    """Called when a lead has ended on a route with its :class:`LeadResult`. Ignored result."""
+def after_lead(route: Plan, ctx: RunContext, result: LeadResult) -> None:
+    """Called when a lead has ended on a route (``route`` is the :class:`~waystation.plan.Plan`),
+    after its final state was saved, with its :class:`LeadResult`; ``ctx.data`` holds every
+    merged field. Ignored result."""
 
 
 @hookspec
-def before_batch(route: Any) -> None:
-    """Called once when a batch run (``waystation run`` or a worker) starts. Ignored result."""
+def before_batch(route: Plan) -> None:
+    """Called once when ``waystation run`` (a :class:`~waystation.batch.BatchRunner`) starts, after
+    the route was compiled (``route`` is the :class:`~waystation.plan.Plan`) and before the first
+    lead. Queue workers never call it (a worker has no batch). Ignored result."""
 
 
 @hookspec
-def after_batch(route: Any, report: Any) -> None:
-    """Called once when a batch run ends, with its report (a ``waystation.report.Report``)."""
+def after_batch(route: Plan, report: Any) -> None:
+    """Called once when ``waystation run`` ends (also when it was interrupted), with the
+    :class:`~waystation.plan.Plan` and the run's report, a :class:`waystation.report.Report`
+    (typed ``Any`` here only because :mod:`waystation.report` imports this module). Queue workers
+    never call it. Ignored result."""
 
 
 # ----------------------------------------------------------------------------- personal data

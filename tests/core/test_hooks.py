@@ -140,6 +140,26 @@ async def test_hook_after_step() -> None:
     assert spy.of("after_step") == [("A", {"a": "A:a"}, 1, True)]
 
 
+async def test_after_step_sees_the_fields_in_the_outcome_not_yet_in_ctx_data() -> None:
+    """As docs/hooks.md says: a step's fields are merged into ``ctx.data`` after ``after_step``;
+    by ``after_lead`` they are there."""
+    seen: dict[str, Any] = {}
+
+    class Watch:
+        @hookimpl
+        def after_step(self, step: Any, ctx: Any, outcome: Any) -> None:
+            seen["in_outcome"] = dict(outcome.fields)
+            seen["in_data"] = "a" in ctx.data
+
+        @hookimpl
+        def after_lead(self, route: Any, ctx: Any) -> None:
+            seen["route"] = type(route).__name__
+            seen["at_end"] = ctx.data.get("a")
+
+    await run_with(Watch(), "name: r\nsteps:\n  - station: A\n", [make("A", {"a": str})])
+    assert seen == {"in_outcome": {"a": "A:a"}, "in_data": False, "route": "Plan", "at_end": "A:a"}
+
+
 async def test_hook_on_step_error() -> None:
     spy = Spy()
     await run_with(spy, "name: r\nsteps:\n  - station: A\n", [make("A", {"a": str}, raises=KeyError("x"))])
