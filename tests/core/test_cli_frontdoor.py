@@ -391,3 +391,14 @@ def test_run_report_keeps_station_names_whole(tmp_path: Path, columns: int) -> N
         [row] = [ln for ln in lines if ln.startswith(name + " ")]
         assert "…" not in row
 
+
+def test_route_text_is_never_read_as_markup_on_a_terminal(tmp_path: Path) -> None:
+    route = tmp_path / "r.yaml"
+    route.write_text("name: '[red]evil[/red] [bold]x'\nsteps:\n  - station: Short\n")
+    leads = tmp_path / "leads.csv"
+    leads.write_text("id\n1\n")
+    for args in (["check", str(route)],
+                 ["run", str(route), str(leads), "--dry-run", "--checkpoint", f"sqlite:///{tmp_path}/c.db"]):
+        ran = on_terminal(*args, columns=120, env=env_for("longnames"))
+        assert ran.code == 0, ran.text
+        assert "[red]evil[/red] [bold]x" in ran.text, ran.text

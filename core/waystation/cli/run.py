@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from rich.markup import escape
 
 from waystation.cli.errors import EXIT_USAGE, UsageProblem, route_error, service, translate
 from waystation.cli.options import checkpoint_option, format_option
@@ -146,7 +147,7 @@ def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path 
         if dry_run:
             _, plan, fmt, header = compile_for_input(cfg, host)
             for w in plan.warnings:
-                err_console.print(f"[yellow]warning[/yellow] {w}")
+                err_console.print(f"[yellow]warning[/yellow] {escape(str(w))}")
             _print_plan(plan, cfg, fmt, header, console)
             return
         runner = BatchRunner(cfg, host, console=console,
@@ -171,7 +172,7 @@ def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path 
     click.echo(f"output: {result.output} ({result.written:,} rows); rejects: {rejected}; run id: {result.run_id}")
     if result.exit_code:
         if result.error:
-            err_console.print(f"[red]error[/red] {result.error}", highlight=False)
+            err_console.print(f"[red]error[/red] {escape(str(result.error))}", highlight=False)
             err_console.print("the batch broke off; nothing completed is lost. Once fixed, resume with:",
                               highlight=False)
         else:
