@@ -320,9 +320,12 @@ async def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     stations = [vendor(n) for n in spec["stations"]]
     engine = Engine.from_text(spec["route"], stations, plugins=[Watch()], redis_url=spec["redis_url"],
                               redis_prefix=spec["prefix"])
-    start_at = spec.get("start_at")
-    if start_at:
-        await asyncio.sleep(max(0.0, start_at - time.time()))
+    # handshake: say "ready" once imports and set-up are done, then wait for the start time the test
+    # sends on stdin, so that slow process start-up on a loaded machine never shifts the schedule
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    start_at = float((await asyncio.to_thread(sys.stdin.readline)).strip() or 0)
+    await asyncio.sleep(max(0.0, start_at - time.time()))
     async with engine:
         results = await asyncio.gather(*(engine.run({"id": f"{spec['tag']}-{i}", "phone": f"+1415555{i:04d}"})
                                          for i in range(spec["leads"])))

@@ -88,21 +88,36 @@ def _route(srv: FaultServer, **primary: Any) -> str:
     return yaml.safe_dump({"name": "shared", "input": ["id", "phone"], "steps": steps})
 
 
-async def _workers(shared: SharedRedis, route: str, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run one worker process per spec at once; return their JSON summaries."""
+async def _workers(shared: SharedRedis, route: str, specs: list[dict[str, Any]],
+                   not_before: float = 0.0) -> tuple[float, list[dict[str, Any]]]:
+    """Run one worker process per spec; return the common start time and their JSON summaries.
+
+    Each process says ``ready`` once it has imported and built its engine; only then is the start
+    time (``go``: at least 0.5 s from now and not before ``not_before``) sent to all of them, each
+    starting ``delay`` seconds after it. Slow start-up on a loaded machine cannot shift the schedule.
+    """
     procs = []
     for spec in specs:
         full = {"route": route, "stations": ["Primary", "Backup"], "redis_url": REDIS_URL,
-                "prefix": shared.prefix, **spec}
+                "prefix": shared.prefix, **{k: v for k, v in spec.items() if k != "delay"}}
         procs.append(await asyncio.create_subprocess_exec(
             sys.executable, str(HERE / "faultserver.py"), "worker", json.dumps(full),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE))
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE))
+    for p in procs:
+        assert p.stdout is not None
+        line = await asyncio.wait_for(p.stdout.readline(), 120)
+        assert line.strip() == b"ready", line
+    go = max(time.time() + 0.5, not_before)
+    for p, spec in zip(procs, specs, strict=True):
+        assert p.stdin is not None
+        p.stdin.write(f"{go + spec.get('delay', 0.0)}\n".encode())
+        await p.stdin.drain()
     outs = []
     for p in procs:
         out, err = await asyncio.wait_for(p.communicate(), 120)
         assert p.returncode == 0, err.decode()[-3000:]
         outs.append(json.loads(out.decode().strip().splitlines()[-1]))
-    return outs
+    return go, outs
 
 
 @pytest.mark.redis
@@ -113,10 +128,9 @@ async def test_two_processes_share_one_breaker(srv: FaultServer, shared: SharedR
     reset_after = 4.0
     route = _route(srv, breaker={"failure_threshold": 5, "reset_after": reset_after, "half_open_max_calls": 2,
                                  "shared": "redis"}, rate_limit={"concurrent": 5})
-    t0 = time.time() + 3.0  # both processes are up by then
-    a, b = await _workers(shared, route, [
-        {"tag": "a", "leads": 40, "start_at": t0},
-        {"tag": "b", "leads": 40, "start_at": t0 + 1.5},
+    t0, (a, b) = await _workers(shared, route, [
+        {"tag": "a", "leads": 40},
+        {"tag": "b", "leads": 40, "delay": 1.5},
     ])
     # process A opened the breaker; process B, starting later, never called the vendor
     assert [c[1:4] for c in a["changes"]] == [["closed", "open", "failures"]]
@@ -130,9 +144,8 @@ async def test_two_processes_share_one_breaker(srv: FaultServer, shared: SharedR
 
     # after reset_after, two processes with 30 leads each: exactly two probes in the whole fleet
     srv.default("/down", slow(0.5))
-    t1 = max(opened + reset_after + 0.3, time.time() + 3.0)
-    c, d = await _workers(shared, route, [{"tag": "c", "leads": 30, "start_at": t1},
-                                          {"tag": "d", "leads": 30, "start_at": t1}])
+    _, (c, d) = await _workers(shared, route, [{"tag": "c", "leads": 30}, {"tag": "d", "leads": 30}],
+                               not_before=opened + reset_after + 0.3)
     assert srv.count("/down") == calls + 2
     probes = c["steps"]["primary"].get("succeeded", 0) + d["steps"]["primary"].get("succeeded", 0)
     assert probes == 2
@@ -146,9 +159,7 @@ async def test_two_processes_share_one_breaker(srv: FaultServer, shared: SharedR
 async def test_two_processes_share_one_rate_limit(srv: FaultServer, shared: SharedRedis) -> None:
     limit = 20
     route = _route(srv, rate_limit={"per_second": limit, "shared": "redis"})
-    t0 = time.time() + 3.0
-    outs = await _workers(shared, route, [{"tag": "a", "leads": 40, "start_at": t0},
-                                          {"tag": "b", "leads": 40, "start_at": t0}])
+    _, outs = await _workers(shared, route, [{"tag": "a", "leads": 40}, {"tag": "b", "leads": 40}])
     assert [o["steps"]["primary"] for o in outs] == [{"succeeded": 40}, {"succeeded": 40}]
     times = srv.times("/down")
     assert len(times) == 80
@@ -160,9 +171,7 @@ async def test_two_processes_share_one_rate_limit(srv: FaultServer, shared: Shar
 async def test_two_processes_share_one_concurrency_cap(srv: FaultServer, shared: SharedRedis) -> None:
     srv.default("/down", slow(0.2))
     route = _route(srv, rate_limit={"concurrent": 3, "shared": "redis"})
-    t0 = time.time() + 3.0
-    outs = await _workers(shared, route, [{"tag": "a", "leads": 15, "start_at": t0},
-                                          {"tag": "b", "leads": 15, "start_at": t0}])
+    _, outs = await _workers(shared, route, [{"tag": "a", "leads": 15}, {"tag": "b", "leads": 15}])
     assert [o["steps"]["primary"] for o in outs] == [{"succeeded": 15}, {"succeeded": 15}]
     assert srv.count("/down") == 30
     assert srv.max_active == 3  # three in the whole fleet, not three per process
