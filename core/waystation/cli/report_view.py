@@ -7,23 +7,7 @@ from typing import Any
 import click
 
 from waystation.cli import output
-from waystation.report import Report
-
-
-def _money(v: float | None) -> str:
-    return "-" if v is None else f"${v:,.4f}"
-
-
-def _secs(v: float | None) -> str:
-    if v is None:
-        return "-"
-    if v < 0.001:
-        return f"{v * 1e6:.0f}us"
-    return f"{v * 1000:.1f}ms" if v < 1 else f"{v:.2f}s"
-
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{v:.0%}"
+from waystation.report import Report, _money, _pct, _secs  # one formatting of money, latency, rates
 
 
 def report_columns(show_station: bool) -> list[output.Column]:
