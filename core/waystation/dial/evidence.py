@@ -22,11 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 #: The lead field that carries the evidence list.
 EVIDENCE_FIELD = "dial_evidence"
 
-Check = Literal["federal_dnc", "state_dnc", "internal_dnc", "litigator", "dma", "reassigned", "line_type",
-                "calling_window"]
-#: Every check name, in the order reports list them.
-CHECKS: tuple[str, ...] = ("federal_dnc", "state_dnc", "internal_dnc", "litigator", "dma", "reassigned",
-                           "line_type", "calling_window")
+Check = Literal["federal_dnc", "state_dnc", "internal_dnc", "litigator", "dma", "other_dnc", "reassigned",
+                "line_type", "calling_window"]
+#: Every check name, in the order reports list them (``other_dnc``: a vendor's list of another kind).
+CHECKS: tuple[str, ...] = ("federal_dnc", "state_dnc", "internal_dnc", "litigator", "dma", "other_dnc",
+                           "reassigned", "line_type", "calling_window")
 #: Results of a list check (federal, state, internal, litigator, DMA).
 LISTED, NOT_LISTED, NOT_LOADED = "listed", "not_listed", "not_loaded"
 #: Results of a reassigned-number check (the FCC database's three answers).

@@ -29,7 +29,7 @@ from waystation.dial.windows import RuleTable, Window, next_window
 
 Eligible = Literal["yes", "no", "unknown"]
 #: List checks: a ``listed`` result makes the verdict ``no``.
-LIST_CHECKS = ("federal_dnc", "state_dnc", "internal_dnc", "litigator", "dma")
+LIST_CHECKS = ("federal_dnc", "state_dnc", "internal_dnc", "litigator", "dma", "other_dnc")
 #: The results that clear a required check (anything else is not a "yes").
 CLEAR: dict[str, tuple[str, ...]] = {
     **{c: (ev.NOT_LISTED,) for c in LIST_CHECKS},

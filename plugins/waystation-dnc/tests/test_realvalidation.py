@@ -38,7 +38,7 @@ async def run(server: HTTPServer, **extra: Any) -> Any:
 async def test_listed_on_the_national_registry_stops_the_lead(httpserver: HTTPServer) -> None:
     answer(httpserver, {**CLEAN, "national_dnc": "Y"})
     r = await run(httpserver)
-    assert r.fields == {"dnc_listed": True, "dnc_lists": ["federal"]}
+    assert {k: v for k, v in r.fields.items() if k != "dial_evidence"} == {"dnc_listed": True, "dnc_lists": ["federal"]}
     assert r.result.status == "stopped" and "federal" in (r.result.reason or "")
     assert r.record.cost == pytest.approx(0.004)
 
@@ -126,3 +126,38 @@ def test_a_route_without_a_price_is_refused_before_any_lead() -> None:
     text = "name: r\nsteps:\n  - station: RealValidationDNCStation\n    settings: {base_url: 'http://127.0.0.1:9'}\n"
     with pytest.raises(RouteError, match="price"):
         Engine.from_text(text, [RealValidationDNCStation])
+
+
+async def test_a_listing_is_dial_evidence_and_a_clean_answer_is_not(httpserver: HTTPServer) -> None:
+    from waystation.dial import evidence as ev
+
+    answer(httpserver, {**CLEAN, "national_dnc": "Y", "dma": "Y"})
+    r = await run(httpserver)
+    items = {e.check: e for e in ev.items(r.fields["dial_evidence"])}
+    assert set(items) == {"federal_dnc", "dma"}
+    assert items["federal_dnc"].result == "listed" and items["federal_dnc"].phone == "2125550100"
+    assert items["federal_dnc"].source == {"vendor": "RealValidation"}
+    httpserver.clear()
+    answer(httpserver, CLEAN)
+    clean = await run(httpserver)
+    assert "dial_evidence" not in clean.fields  # "not listed" by a vendor is no dial evidence (compliance.md)
+
+
+async def test_a_vendor_listing_makes_the_verdict_no(httpserver: HTTPServer) -> None:
+    from waystation.testing import run_route
+    from waystation_dnc.verdict import DialEligibilityStation
+
+    answer(httpserver, {**CLEAN, "litigator": "Y"})
+    route = f"""
+name: dial-api
+input: [phone, phone_timezone]
+steps:
+  - station: RealValidationDNCStation
+    cost: 0.004
+    settings: {json.dumps({**settings(httpserver), "on_listed": "continue"})}
+  - station: DialEligibilityStation
+    settings: {{wireless: ignore}}
+"""
+    (res,) = await run_route(route, [{"phone": "+12125550100", "phone_timezone": "America/New_York"}],
+                             [RealValidationDNCStation, DialEligibilityStation], plugins=[plugin])
+    assert res.data["dial_eligible"] == "no" and "listed:litigator" in res.data["dial_reasons"]

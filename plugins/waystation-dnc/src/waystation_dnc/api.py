@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, SecretStr, field_validator
 from waystation import AuthError, BreakerPolicy, Outcome, RateLimit, RetryPolicy, Station, StationSettings, StepContext
+from waystation.dial.evidence import EVIDENCE_FIELD, LISTED, expires_after, utcnow
+from waystation.dial.evidence import add as add_evidence
+from waystation.dial.evidence import make as make_evidence
 from waystation.http import VendorSettings
 
 from waystation_dnc.lists import OnListed
@@ -37,6 +40,7 @@ class DncApiSettings(VendorSettings):
                                     description="Lists that do not make a number listed (default: none).")
     on_listed: OnListed = Field(default="skip_remaining", description="Stop decision for a listed number.")
     http_timeout: float = Field(default=10.0, gt=0, description="Seconds per HTTP request.")
+    evidence_days: float = Field(default=31, gt=0, description="Days a 'listed' answer stays valid as dial evidence.")
 
     @field_validator("base_url")
     @classmethod
@@ -44,6 +48,22 @@ class DncApiSettings(VendorSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
         return value.rstrip("/")
+
+
+#: A vendor's list name → the evidence check (any other list: ``other_dnc``).
+CHECK_OF_LIST = {"federal": "federal_dnc", "state": "state_dnc", "internal": "internal_dnc",
+                 "litigator": "litigator", "dma": "dma"}
+
+
+def listed_evidence(station: str, vendor: str, number: int, lists: list[str], days: float) -> list[dict[str, Any]]:
+    """One ``listed`` evidence item per check the vendor's lists name (vendor as the source)."""
+    now = utcnow()
+    by_check: dict[str, list[str]] = {}
+    for name in lists:
+        by_check.setdefault(CHECK_OF_LIST.get(name, "other_dnc"), []).append(name)
+    return [make_evidence(check, LISTED, station=station, phone=number, checked_at=now,
+                          expires_at=expires_after(now, days), vendor=vendor, lists=names)
+            for check, names in by_check.items()]
 
 
 class DncApiStation(Station):
@@ -55,8 +75,9 @@ class DncApiStation(Station):
     """
 
     requires = ("phone",)
-    optional = ("phone_valid",)
-    provides: ClassVar[Mapping[str, Any]] = MappingProxyType({"dnc_listed": bool, "dnc_lists": list[str]})
+    optional = ("phone_valid", EVIDENCE_FIELD)
+    provides: ClassVar[Mapping[str, Any]] = MappingProxyType({"dnc_listed": bool, "dnc_lists": list[str],
+                                                              EVIDENCE_FIELD: list[dict[str, Any]]})
     cost = 0.0
     paid = True
     gate = True
@@ -139,7 +160,12 @@ class DncApiStation(Station):
         if lists is None:
             return Outcome(cost=cfg.price, misses={"dnc_listed": self.invalid_reason})
         counted = [name for name in lists if name not in cfg.ignore_lists]
-        return Outcome({"dnc_listed": bool(counted), "dnc_lists": counted}, cost=cfg.price)
+        fields: dict[str, Any] = {"dnc_listed": bool(counted), "dnc_lists": counted}
+        if counted:  # a listing is dial evidence (a clean answer is not: docs/compliance.md)
+            fields[EVIDENCE_FIELD] = add_evidence(ctx.data.get(EVIDENCE_FIELD),
+                                                  listed_evidence(self.name, self.vendor, number, counted,
+                                                                  cfg.evidence_days))
+        return Outcome(fields, cost=cfg.price)
 
     async def lookup(self, http: VendorClient, number: str) -> VendorResponse:
         """The vendor's answer for one 10-digit number."""
