@@ -40,7 +40,10 @@ A malformed record is *rejected* (output row with ``_status=rejected``, a reject
 its line number and reason) and the batch goes on: bad CSV quoting, a row with a different number
 of fields than the header (trailing empty fields are tolerated), a field larger than
 ``max_field_size`` (default 1 MiB), invalid UTF-8, a JSONL line that is not a JSON object, a value
-that is an object or an array, a JSONL record missing a field the route requires. A CSV header
+that is an object or an array, a JSONL record missing a field the route requires, a NUL byte, JSON
+nested too deep, an integer of more than ``MAX_INT_DIGITS`` digits, ``NaN``/``Infinity``. Lines are
+read with a bounded ``readline`` (a line over the limit is skipped, never held whole in memory,
+and reading goes on after it); a header of more than ``MAX_COLUMNS`` columns is refused. A CSV header
 that lacks a required column is refused before any lead runs (the route is compiled against the
 header). An empty required *value* is not a rejection: the step that needs it is skipped with
 reason ``missing_requirements``.
@@ -78,12 +81,14 @@ import inspect
 import io
 import json
 import logging
+import math
 import os
 import re
 import secrets
 import shlex
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -107,6 +112,8 @@ from waystation.route import Route
 from waystation.stores import DEFAULT_SQLITE_URL, CheckpointStore, budget_ledger, open_store, redact_url
 
 if TYPE_CHECKING:
+    from _csv import Reader as _CsvRows
+
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
@@ -118,6 +125,12 @@ Format = Literal["csv", "jsonl"]
 #: Columns added to every output row, in order.
 STATUS_COLUMNS = ("_lead_id", "_status", "_reason", "_cost")
 _RAW_KEEP = 2000
+#: Most columns a CSV header may have (the duplicate check is linear; this bounds the row dicts).
+MAX_COLUMNS = 10_000
+#: A CSV line may hold several fields: its limit is this many times ``max_field_size`` (bytes).
+CSV_LINE_FACTOR = 4
+#: Longest integer (digits) a JSONL value may have.
+MAX_INT_DIGITS = 40
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
@@ -171,6 +184,33 @@ class LeadReader:
         self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
         self.size = os.fstat(self._f.fileno()).st_size
         self.bytes_read = 0
+        #: longest line kept in memory while reading, in bytes (bounded by ``line_limit`` + 1)
+        self.longest_kept = 0
+
+    @property
+    def line_limit(self) -> int:
+        """Longest physical line, in bytes; a longer one is skipped without being held in memory."""
+        return self.max_field_size
+
+    def _readline(self) -> tuple[bytes, int] | None:
+        """The next physical line and its full length in bytes (``None`` at the end). A line longer
+        than :attr:`line_limit` is read past in small chunks and only its first bytes are kept, so
+        a 400 MiB line never sits in memory."""
+        limit = self.line_limit
+        raw = self._f.readline(limit + 1)
+        if not raw:
+            return None
+        size = len(raw)
+        if size > limit and not raw.endswith(b"\n"):
+            raw = raw[:_RAW_KEEP]
+            while True:
+                chunk = self._f.readline(1 << 16)
+                size += len(chunk)
+                if not chunk or chunk.endswith(b"\n"):
+                    break
+        self.longest_kept = max(self.longest_kept, len(raw))
+        self.bytes_read += size
+        return raw, size
 
     def __iter__(self) -> Iterator[InputRecord]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -188,17 +228,47 @@ class CsvReader(LeadReader):
         self._raw: list[str] = []
         self._raw_len = 0
         self._first = True
+        self._physical = 0  # physical lines read
+        self._line_base = 0  # physical lines before the current csv.reader started
+        self._overlong: tuple[int, int] | None = None  # (line, bytes) of a line over the limit
         csv.field_size_limit(max_field_size)
-        self._rows = csv.reader(self._lines(), strict=True)
+        self._rows = self._reader()
         try:
             self.columns = self._header()
         except BaseException:
             self.close()
             raise
 
+    @property
+    def line_limit(self) -> int:
+        """A CSV line may hold several fields: ``CSV_LINE_FACTOR`` x ``max_field_size`` bytes."""
+        return CSV_LINE_FACTOR * self.max_field_size
+
+    def _reader(self) -> _CsvRows:
+        return csv.reader(self._lines(), strict=True)
+
+    def _line(self) -> int:
+        """The physical line number where the next record starts."""
+        return self._line_base + self._rows.line_num + 1
+
+    def _overlong_error(self) -> str:
+        line, size = self._overlong or (0, 0)
+        return (f"line {line} is {size:,} bytes, longer than the limit of {self.line_limit:,} "
+                f"({CSV_LINE_FACTOR} x --max-field-size)")
+
+    def _restart(self) -> None:
+        """Parse on from the line after an over-long one, with a fresh csv.reader."""
+        self._overlong = None
+        self._line_base = self._physical
+        self._rows = self._reader()
+
     def _lines(self) -> Iterator[str]:
-        for raw in self._f:
-            self.bytes_read += len(raw)
+        while (got := self._readline()) is not None:
+            raw, size = got
+            self._physical += 1
+            if size > self.line_limit:  # end this reader's input here; __iter__ rejects and restarts
+                self._overlong = (self._physical, size)
+                return
             text = raw.decode("utf-8", "surrogateescape")
             if self._first:
                 self._first = False
@@ -210,23 +280,30 @@ class CsvReader(LeadReader):
 
     def _header(self) -> list[str]:
         while True:
-            line = self._rows.line_num + 1
+            line = self._line()
             try:
                 row = next(self._rows)
-            except StopIteration:
-                return []
-            except csv.Error as exc:
+            except (StopIteration, csv.Error) as exc:
+                if self._overlong is not None:
+                    raise BatchError(f"{self.path}:{line}: the header's {self._overlong_error()}") from None
+                if isinstance(exc, StopIteration):
+                    return []
                 raise BatchError(f"{self.path}:{line}: malformed CSV header: {exc}") from None
             if not row or row == [""]:
                 continue
+            if len(row) > MAX_COLUMNS:
+                raise BatchError(f"{self.path}:{line}: the header has {len(row):,} columns, more than the limit "
+                                 f"of {MAX_COLUMNS:,}")
             cols = [c.strip() for c in row]
+            if any("\x00" in c for c in cols):
+                raise BatchError(f"{self.path}:{line}: the header holds a NUL byte")
             for c in cols:
                 if _SURROGATE.search(c):
                     raise BatchError(f"{self.path}:{line}: the header is not valid UTF-8")
             if any(not c for c in cols):
                 raise BatchError(f"{self.path}:{line}: the header has an empty column name "
                                  f"(column {cols.index('') + 1})")
-            dupes = sorted({c for c in cols if cols.count(c) > 1})
+            dupes = sorted(c for c, k in Counter(cols).items() if k > 1)  # linear: a 1M-column header too
             if dupes:
                 raise BatchError(f"{self.path}:{line}: the header names {', '.join(dupes)} more than once")
             return cols
@@ -236,14 +313,19 @@ class CsvReader(LeadReader):
         n = len(cols)
         ordinal = 0
         while True:
-            line = self._rows.line_num + 1
+            line = self._line()
             self._raw.clear()
             self._raw_len = 0
             try:
                 row = next(self._rows)
-            except StopIteration:
-                return
-            except csv.Error as exc:
+            except (StopIteration, csv.Error) as exc:
+                if self._overlong is not None:  # the record is dropped; parsing goes on after that line
+                    yield InputRecord(ordinal, line, None, self._overlong_error(), self._raw_text())
+                    ordinal += 1
+                    self._restart()
+                    continue
+                if isinstance(exc, StopIteration):
+                    return
                 msg = str(exc)
                 if "field larger than field limit" in msg:
                     msg = f"a field is larger than the limit of {self.max_field_size:,} characters"
@@ -259,6 +341,9 @@ class CsvReader(LeadReader):
                 error = f"the row has {len(row)} fields, the header has {n}"
             else:
                 for c, v in zip(cols, row, strict=True):
+                    if "\x00" in v:
+                        error = f"a NUL byte in column {c!r}"
+                        break
                     if _SURROGATE.search(v):
                         error = f"invalid UTF-8 in column {c!r}"
                         break
@@ -277,15 +362,16 @@ class JsonlReader(LeadReader):
     """One JSON object per line; blank lines are ignored."""
 
     def __iter__(self) -> Iterator[InputRecord]:
-        ordinal = 0
-        for lineno, raw in enumerate(self._f, start=1):
-            self.bytes_read += len(raw)
+        ordinal = lineno = 0
+        while (got := self._readline()) is not None:
+            raw, size = got
+            lineno += 1
             if not raw.strip():
                 continue
             lead: dict[str, Any] | None = None
             error: str | None = None
-            if len(raw) > self.max_field_size:
-                error = f"the line is {len(raw):,} bytes, more than the limit of {self.max_field_size:,}"
+            if size > self.max_field_size:
+                error = f"the line is {size:,} bytes, more than the limit of {self.max_field_size:,}"
             else:
                 try:
                     text = raw.decode("utf-8")
@@ -302,9 +388,13 @@ class JsonlReader(LeadReader):
 
     def _parse(self, text: str) -> tuple[dict[str, Any] | None, str | None]:
         try:
-            obj = json.loads(text)
+            obj = json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant, parse_float=_finite_float)
         except json.JSONDecodeError as exc:
             return None, f"invalid JSON: {exc.msg} (column {exc.colno})"
+        except RecursionError:
+            return None, "invalid JSON: nested too deep"
+        except ValueError as exc:  # from the parse_* hooks: a huge integer, NaN, Infinity
+            return None, f"invalid JSON: {exc}"
         if not isinstance(obj, dict):
             kind = {list: "an array", str: "a string", bool: "a boolean"}.get(type(obj), "a " + type(obj).__name__)
             return None, f"expected a JSON object, got {kind}"
@@ -314,10 +404,29 @@ class JsonlReader(LeadReader):
                 return obj, f"field {k!r} is {kind}; expected text, a number, true/false or null"
             if isinstance(v, str) and len(v) > self.max_field_size:
                 return obj, f"field {k!r} is larger than the limit of {self.max_field_size:,} characters"
+            if isinstance(v, str) and "\x00" in v:
+                return obj, f"field {k!r} holds a NUL character"
         missing = sorted(f for f in self.required if f not in obj)
         if missing:
             return obj, f"missing required field{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
         return obj, None
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"a number of {len(text.lstrip('-')):,} digits is longer than the limit of {MAX_INT_DIGITS}")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is too large")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a lead can hold")
 
 
 def open_reader(path: Path, fmt: Format, max_field_size: int = MAX_FIELD_SIZE) -> LeadReader:

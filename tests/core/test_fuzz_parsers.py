@@ -112,7 +112,7 @@ ATHERIS = Path(__file__).resolve().parents[1] / "fuzz" / "atheris_targets.py"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris is not installed here")
-@pytest.mark.parametrize("target", ["condition", "route"])
+@pytest.mark.parametrize("target", ["condition", "route", "csv", "jsonl"])
 def test_atheris_finds_no_crash(target: str, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(ATHERIS), target, "-runs=4000", "-max_len=4096", "-seed=7"],
                           cwd=tmp_path, env={**os.environ, "WS_FUZZ_DIR": str(tmp_path)},
