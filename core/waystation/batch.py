@@ -48,8 +48,12 @@ that lacks a required column is refused before any lead runs (the route is compi
 header). An empty required *value* is not a rejection: the step that needs it is skipped with
 reason ``missing_requirements``.
 
-A lead id that appears twice is the same lead: it is enriched once (if both rows are in flight
-together they share one run; later rows reuse the saved result) and written once per input row.
+A lead id that appears twice with the same content is the same lead: it is enriched once (if both
+rows are in flight together they share one run; later rows reuse the saved result) and written
+once per input row. Rows that share a lead id but not their content are different people: each
+runs on its own (never sharing a run or reusing the other's saved state, see
+:mod:`waystation.saved`); the second waits for the first, and the checkpoint then holds the later
+one, so give each person a unique id if such a run may be resumed.
 
 Resume
 ------
@@ -109,6 +113,7 @@ from waystation.plugins import PluginHost
 from waystation.report import LEAD_STATUSES, Report, ReportCollector, report_from_store
 from waystation.result import LeadResult
 from waystation.route import Route
+from waystation.saved import content_hash
 from waystation.stores import DEFAULT_SQLITE_URL, CheckpointStore, budget_ledger, open_store, redact_url
 
 if TYPE_CHECKING:
@@ -1059,6 +1064,7 @@ class BatchRunner:
                        skip: int) -> None:
         sem = asyncio.Semaphore(self.cfg.concurrency)
         inflight: dict[str, asyncio.Task[LeadResult]] = {}
+        contents: dict[str, str] = {}  # lead id -> content hash of the lead running under it
         limit = self.cfg.limit
         n = 0
         try:
@@ -1077,6 +1083,10 @@ class BatchRunner:
                 if rec.error is None and rec.lead is not None:
                     lid = lead_id_of(rec.lead)
                     task = inflight.get(lid)
+                    if task is not None and contents.get(lid) != content_hash(rec.lead):
+                        # the same id for another person: never share their run; the other goes first
+                        await asyncio.wait([task])
+                        task = None
                     if task is None:
                         await sem.acquire()
                         if self._stopping:
@@ -1084,8 +1094,9 @@ class BatchRunner:
                             break
                         task = asyncio.create_task(run_settled(engine, rec.lead, lead_id=lid))
                         inflight[lid] = task
+                        contents[lid] = content_hash(rec.lead)
                         self._tasks.add(task)
-                        task.add_done_callback(functools.partial(self._lead_done, lid, sem, inflight))
+                        task.add_done_callback(functools.partial(self._lead_done, lid, sem, inflight, contents))
                     entry = _Entry(rec, lid, task)
                 await queue.put(entry)
             else:
@@ -1095,9 +1106,10 @@ class BatchRunner:
             await queue.put(None)
 
     def _lead_done(self, lid: str, sem: asyncio.Semaphore, inflight: dict[str, asyncio.Task[LeadResult]],
-                   task: asyncio.Task[LeadResult]) -> None:
+                   contents: dict[str, str], task: asyncio.Task[LeadResult]) -> None:
         if inflight.get(lid) is task:
             del inflight[lid]
+            contents.pop(lid, None)
         self._tasks.discard(task)
         sem.release()
 

@@ -51,6 +51,7 @@ from waystation.resilience.redis_shared import (
 from waystation.resilience.throttle import RedisThrottle, Throttle
 from waystation.result import LeadResult, Provenance, RunContext, StepRecord
 from waystation.route import Route
+from waystation.saved import restore_context
 from waystation.station import Outcome, Station, StepContext, Stop
 
 log = logging.getLogger("waystation.engine")
@@ -345,7 +346,9 @@ class Engine:
         state = await self.checkpointer.load(self.run_id, lid) if self.checkpointer is not None \
             else self._parked.pop(lid, None)
         if state is not None:
-            rc = RunContext.from_state(state, budget)
+            # another lead's state (same id, other input) is not reused; a tampered one fails the lead
+            rc = restore_context(state, budget, lead)
+        if rc is not None:
             if rc.status == "deferred":  # a vendor asked it to wait: go on from the deferred step
                 rc.status, rc.reason = "running", None
                 for rec in rc.steps.values():
