@@ -236,7 +236,9 @@ class CsvReader(LeadReader):
         self._physical = 0  # physical lines read
         self._line_base = 0  # physical lines before the current csv.reader started
         self._overlong: tuple[int, int] | None = None  # (line, bytes) of a line over the limit
-        csv.field_size_limit(max_field_size)
+        # the csv module's limit is process-wide: raise it when needed, never lower it under other
+        # readers in this process; fields over max_field_size are rejected below, one by one
+        csv.field_size_limit(max(csv.field_size_limit(), self.line_limit))
         self._rows = self._reader()
         try:
             self.columns = self._header()
@@ -346,6 +348,9 @@ class CsvReader(LeadReader):
                 error = f"the row has {len(row)} fields, the header has {n}"
             else:
                 for c, v in zip(cols, row, strict=True):
+                    if len(v) > self.max_field_size:
+                        error = f"a field is larger than the limit of {self.max_field_size:,} characters"
+                        break
                     if "\x00" in v:
                         error = f"a NUL byte in column {c!r}"
                         break
