@@ -61,15 +61,20 @@ async def test_a_tampered_state_fails_the_lead_and_keeps_its_input() -> None:
     assert Lookup.calls == ["Alice"]
 
 
-async def test_a_batch_with_two_people_under_one_id_gives_each_their_own_row(tmp_path: Path) -> None:
+def batch_files(tmp_path: Path, leads: str) -> tuple[Path, Path, PluginHost, Path]:
+    """The route, the input file (``leads``: CSV), a host with Lookup, the output path."""
     Lookup.calls = []
     route = tmp_path / "r.yaml"
     route.write_text(ROUTE)
     inp = tmp_path / "in.csv"
-    inp.write_text("id,first_name\n1,Alice\n1,Bob\n1,Alice\n2,Cy\n")
+    inp.write_text(leads)
     host = PluginHost()
     host.add_stations([Lookup])
-    out = tmp_path / "out.csv"
+    return route, inp, host, tmp_path / "out.csv"
+
+
+async def test_a_batch_with_two_people_under_one_id_gives_each_their_own_row(tmp_path: Path) -> None:
+    route, inp, host, out = batch_files(tmp_path, "id,first_name\n1,Alice\n1,Bob\n1,Alice\n2,Cy\n")
     result = await BatchRunner(BatchConfig(route=route, input=inp, output=out, checkpoint="memory://",
                                            concurrency=8), host).run()
     assert result.exit_code == 0
@@ -81,15 +86,8 @@ async def test_a_batch_with_two_people_under_one_id_gives_each_their_own_row(tmp
 
 
 async def test_a_resumed_batch_fails_tampered_leads_and_goes_on(tmp_path: Path) -> None:
-    Lookup.calls = []
-    route = tmp_path / "r.yaml"
-    route.write_text(ROUTE)
-    inp = tmp_path / "in.csv"
-    inp.write_text("id,first_name\nL1,Ada\nL2,Bob\nL3,Cy\n")
+    route, inp, host, out = batch_files(tmp_path, "id,first_name\nL1,Ada\nL2,Bob\nL3,Cy\n")
     url = f"sqlite:///{tmp_path / 'ck.db'}"
-    host = PluginHost()
-    host.add_stations([Lookup])
-    out = tmp_path / "out.csv"
     first = await BatchRunner(BatchConfig(route=route, input=inp, output=out, checkpoint=url, run_id="run-1",
                                           budget_total=1.0), host).run()
     assert first.exit_code == 0 and len(Lookup.calls) == 3
