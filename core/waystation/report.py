@@ -309,12 +309,6 @@ def render_report(report: Report, console: Console) -> None:
 
         console = _Console(file=console.file, width=150, highlight=False, color_system=None)
     console.print(table)
-    if report.dial:
-        verdicts = ", ".join(f"{k} {v}" for k, v in report.dial.get("verdicts", {}).items()) or "none"
-        reasons = ", ".join(f"{k} {v}" for k, v in report.dial.get("reasons", {}).items()) or "-"
-        stale = report.dial.get("stale") or 0
-        console.print(f"dial verdicts: {verdicts}; reasons: {reasons}"
-                      + (f"; {stale} on expired evidence (refused)" if stale else ""))
     leads = ", ".join(f"{k} {v}" for k, v in report.leads.items() if v) or "none"
     budget = f" of {_money(report.budget_total)}" if report.budget_total is not None else ""
     console.print(f"leads: {report.lead_total} ({leads}); total cost {_money(report.total_cost)}{budget}"

@@ -193,6 +193,7 @@ def test_verdicts_evidence_in_output_report_and_database(tmp_path: Path, vendors
     assert report["dial"]["verdicts"] == {"no": 2, "unknown": 1, "yes": 2}
     assert report["dial"]["reasons"] == {"listed:internal_dnc": 1, "reassigned": 1, "wireless_without_consent": 1}
     assert report["dial"]["stale"] == 0
+    assert "dial verdicts: no 2, unknown 1, yes 2; reasons: listed:internal_dnc 1, reassigned 1" in res.output
     # the database: "no" leads stopped at the verdict and were not saved; the others carry verdict and evidence
     db = saved(tmp_path)
     assert set(db) == {"D1", "D3", "D5"}

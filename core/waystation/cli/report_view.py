@@ -58,3 +58,9 @@ def print_report(report: Report, fmt: str | None = None, *, more: str = "--forma
     budget = f" of {_money(report.budget_total)}" if report.budget_total is not None else ""
     elapsed = f"; {report.elapsed:.1f} s" if report.elapsed is not None and report.source == "run" else ""
     click.echo(f"leads: {report.lead_total} ({leads}); total cost {_money(report.total_cost)}{budget}{elapsed}")
+    if report.dial:  # dial verdicts as exported (docs/compliance.md)
+        verdicts = ", ".join(f"{k} {v}" for k, v in report.dial.get("verdicts", {}).items()) or "none"
+        reasons = ", ".join(f"{k} {v}" for k, v in report.dial.get("reasons", {}).items()) or "-"
+        stale = report.dial.get("stale") or 0
+        click.echo(f"dial verdicts: {verdicts}; reasons: {reasons}"
+                   + (f"; {stale} on expired evidence (refused)" if stale else ""))
