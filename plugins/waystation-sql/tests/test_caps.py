@@ -4,8 +4,10 @@ collisions — on SQLite and on the real PostgreSQL (whose hard limit is 1,600 c
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
+from waystation import Engine
 from waystation.testing import run_station
 from waystation_sql.db import FIXED, column_name
 from waystation_sql.stations import DatabaseSaveStation
@@ -72,3 +74,16 @@ async def test_default_caps_keep_postgres_below_its_limit(pg_schema: str) -> Non
     statuses = await save_all(PG_URL, leads, schema_name=pg_schema)
     assert statuses == ["succeeded"] * 60
     assert len(set(columns(PG_URL, schema=pg_schema)) - set(FIXED)) == 200
+
+
+async def test_a_failed_save_fails_the_lead_visibly(tmp_path: Path) -> None:
+    """As in the shipped routes (``on_error: fail``): a save that could not happen is never
+    'succeeded' (here the database path is under a regular file, so it cannot be created)."""
+    (tmp_path / "file").write_text("x")
+    route = ("name: save\nsteps:\n  - station: DatabaseSaveStation\n    on_error: fail\n    retry: {max_attempts: 1}\n"
+             f"    settings: {{url: 'sqlite:///{tmp_path / 'file' / 'db' / 'leads.db'}'}}\n")
+    async with Engine.from_text(route, [DatabaseSaveStation]) as engine:
+        result = await engine.run({"id": "L1", "first_name": "Ada"})
+    assert result.status == "failed"
+    assert result.reason is not None and result.reason.startswith("DatabaseSaveStation failed: ")
+    assert result.data["first_name"] == "Ada"  # the input is kept
