@@ -81,7 +81,6 @@ import asyncio
 import contextlib
 import csv
 import functools
-import inspect
 import io
 import json
 import logging
@@ -672,6 +671,7 @@ class _Entry:
 class _State:
     written: int = 0
     leads: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LEAD_STATUSES, 0))
+    causes: dict[str, int] = field(default_factory=dict)
     session_written: int = 0
     dial: ExportTally = field(default_factory=ExportTally)
 
@@ -754,15 +754,6 @@ def _size(path: Path) -> int:
 
 def _abs(path: Path) -> str:
     return str(path.resolve())
-
-
-async def _maybe_await(value: Any) -> None:
-    if isinstance(value, list):
-        for v in value:
-            if inspect.isawaitable(v):
-                await v
-    elif inspect.isawaitable(value):
-        await value
 
 
 class BatchRunner:
@@ -878,10 +869,16 @@ class BatchRunner:
             if out_offset and (_size(out_path) < out_offset or _size(rej_path) < rej_offset):
                 self._err(f"{out_path} is missing or shorter than recorded; rewriting it from the checkpoints")
                 out_offset = rej_offset = 0
+            held = int((meta.get("leads") or {}).get("held", 0))
+            if out_offset and held:
+                self._err(f"run {run_id} has {held} held lead(s): retrying them; the output is rewritten "
+                          "from the checkpoints (finished leads are not run again)")
+                out_offset = rej_offset = 0
             if out_offset:
                 state.written = int(meta.get("written", 0))
                 state.leads.update(meta.get("leads") or {})
                 state.dial = ExportTally(meta.get("dial"))
+                state.causes.update(meta.get("causes") or {})
             ledger = await budget_ledger(store, run_id)
             ledger.restore(batch_budget)
             for item in ledger.rejected:
@@ -926,14 +923,15 @@ class BatchRunner:
         collector = ReportCollector(run_id, route.name, [(s.id, s.spec.station) for s in plan.steps])
         recorder = HistoryRecorder(None, plan, run_id, input_name=_abs(cfg.input), input_size=_size(cfg.input),
                                    started_at=started_at)
-        registered: list[object] = [collector, recorder]
+        # this run's own collectors: called by this run's engine only, never registered on the
+        # shared plugin manager (two batches in one process never count each other's leads)
+        observers: list[object] = [collector, recorder]
         if metrics is not None:
             from waystation.resilience.metrics import ResilienceMetrics
 
-            registered += [metrics, ResilienceMetrics(metrics.registry)]
-        for i, obj in enumerate(registered):
-            self.host.pm.register(obj, name=f"waystation.batch:{run_id}:{i}")
-        engine = Engine(plan, self.host, checkpointer=store, run_id=run_id, batch_budget=batch_budget)
+            observers += [metrics, ResilienceMetrics(metrics.registry)]
+        engine = Engine(plan, self.host, checkpointer=store, run_id=run_id, batch_budget=batch_budget,
+                        observers=observers)
         reader = open_reader(cfg.input, fmt, cfg.max_field_size)
         reader.required = frozenset(plan.requirements())
         self._provided = provided_fields(plan)
@@ -946,7 +944,7 @@ class BatchRunner:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.add_signal_handler(sig, self._on_signal, sig)
                     installed.append(sig)
-            await _maybe_await(self.host.pm.hook.before_batch(route=plan))
+            await engine.hooks.notify("before_batch", route=plan)
             self._start_progress(reader, state, batch_budget)
             t0 = time.monotonic()
             try:
@@ -969,6 +967,9 @@ class BatchRunner:
                     report.leads["rejected"] = state.leads.get("rejected", 0)
             else:
                 report = collector.report(state.leads, complete=complete, budget_total=cfg.budget_total)
+            if complete or not resumed:
+                report.causes = dict(sorted(state.causes.items(), key=lambda kv: (-kv[1], kv[0])))
+            report.overrun = batch_budget.overrun_micros / 1_000_000
             report.started_at = started_at
             report.elapsed = elapsed
             if not state.dial.empty:
@@ -984,7 +985,7 @@ class BatchRunner:
                 self._err(f"could not record the run's end either ({type(exc).__name__}: {exc}); the "
                           "output offsets last recorded still hold")
             await self._record_history(store, run_id, recorder, report, resumed and not self._fatal, complete)
-            await _maybe_await(self.host.pm.hook.after_batch(route=plan, report=report))
+            await engine.hooks.notify("after_batch", route=plan, report=report)
             if cfg.report_path is not None:
                 cfg.report_path.parent.mkdir(parents=True, exist_ok=True)
                 cfg.report_path.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
@@ -1000,9 +1001,6 @@ class BatchRunner:
             if metrics is not None:
                 metrics.stop()
             await engine.close()
-            for obj in registered:
-                with contextlib.suppress(Exception):
-                    self.host.pm.unregister(obj)
         code = 0
         error = None
         if self._fatal is not None:
@@ -1130,6 +1128,7 @@ class BatchRunner:
             meta["written"] = state.written
             meta["leads"] = state.leads
             meta["dial"] = state.dial.as_dict()
+            meta["causes"] = state.causes
             meta["updated_at"] = time.time()
             await store.save_run(run_id, meta)
             last = time.monotonic()
@@ -1179,7 +1178,7 @@ class BatchRunner:
             data = state.dial.check(output_row(rec.lead, result.data, self._provided))
         row = {**data, "_lead_id": lid, "_status": status, "_reason": reason, "_cost": round(cost, 6)}
         output.write(row)
-        if status in ("failed", "rejected"):
+        if status in ("failed", "rejected", "held"):
             entry_out: dict[str, Any] = {"line": rec.line, "lead_id": lid, "status": status, "reason": reason,
                                          "errors": list(result.errors) if result is not None else [],
                                          "input": rec.lead}
@@ -1192,6 +1191,9 @@ class BatchRunner:
         state.written += 1
         state.session_written += 1
         state.leads[status] = state.leads.get(status, 0) + 1
+        cause = result.cause if result is not None else "rejected input"
+        if cause:
+            state.causes[cause] = state.causes.get(cause, 0) + 1
 
     # -- interrupts ---------------------------------------------------------------------------
 

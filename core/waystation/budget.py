@@ -37,6 +37,9 @@ class Reservation:
     micros: int
     holder: str
     lease_until: float | None = None
+    #: what a sweep does when the lease ran out: ``release`` (the holder died before its call) or
+    #: ``spend`` (a restored intent: the call may have been billed, so it is counted as spent)
+    on_expiry: str = "release"
 
     @property
     def amount(self) -> float:
@@ -58,6 +61,8 @@ class Budget:
     spent_micros: int = 0
     reservations: dict[int, Reservation] = field(default_factory=dict)
     overrun_micros: int = 0
+    #: holders of restored intents whose lease ran out and that were booked as spent (micro-dollars)
+    expired_spent: dict[str, int] = field(default_factory=dict)
 
     @property
     def limit_micros(self) -> int | None:
@@ -123,12 +128,29 @@ class Budget:
         """Book spend that needed no reservation (restoring a checkpoint, a free-then-priced call)."""
         self.spent_micros += to_micros(amount)
 
+    def charge_over(self, micros: int) -> int:
+        """Book ``micros`` of spend that had no reservation; returns (and records in
+        ``overrun_micros``) how far it took spend past the limit."""
+        lim = self.limit_micros
+        before = 0 if lim is None else max(0, self.spent_micros + self.reserved_micros - lim)
+        self.spent_micros += micros
+        after = 0 if lim is None else max(0, self.spent_micros + self.reserved_micros - lim)
+        self.overrun_micros += after - before
+        return after - before
+
     def expire_leases(self, now: float | None = None) -> list[Reservation]:
-        """Drop reservations whose lease has run out; returns them."""
+        """Settle reservations whose lease has run out (their holder died); returns them.
+
+        An ordinary reservation is released; a restored intent (``on_expiry="spend"``) is booked
+        as spent, since its call may have been billed, and its holder is remembered in
+        ``expired_spent`` so that resuming that step does not book it twice."""
         now = time.time() if now is None else now
         dead = [r for r in self.reservations.values() if r.lease_until is not None and r.lease_until < now]
         for r in dead:
             del self.reservations[r.id]
+            if r.on_expiry == "spend":
+                self.spent_micros += r.micros
+                self.expired_spent[r.holder] = self.expired_spent.get(r.holder, 0) + r.micros
         return dead
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import inspect
 import json
 import logging
 import time
@@ -28,9 +27,11 @@ from typing import Any, Protocol
 
 import stamina
 
-from waystation.budget import Budget, Hold, reserve_all
+from waystation.budget import Budget, from_micros, to_micros
 from waystation.deferral import StepDeferred, deferral_for
-from waystation.errors import CheckpointFailed, OutcomeValidationError, StepError, WaystationError
+from waystation.errors import CheckpointFailed, OutcomeValidationError, StepError, VendorTimeout, WaystationError
+from waystation.gates import GO, Decision, budget_hold, hold, is_fault
+from waystation.hookcall import HookCaller, HookFailure
 from waystation.lead import check_fields
 from waystation.plan import Plan, PlannedStep, compile_route, outcome_model
 from waystation.plugins import PluginHost
@@ -53,12 +54,13 @@ from waystation.result import LeadResult, Provenance, RunContext, StepRecord
 from waystation.route import Route
 from waystation.saved import restore_context
 from waystation.station import Outcome, Station, StepContext, Stop
+from waystation.stepmoney import SHARED, StepMoney
 
 log = logging.getLogger("waystation.engine")
 
 _PLAIN = (str, int, float, bool)
-Decision = tuple[Stop, str | None]
-_GO: Decision = (Stop.CONTINUE, None)
+_GO = GO
+_DEFAULTS = "waystation.defaults"
 
 
 class Checkpointer(Protocol):
@@ -104,6 +106,21 @@ class SharedBudget(Protocol):
         ...
 
 
+class NoRoom(StepError):
+    """A retry that the budget cannot cover is not made (``batch``: the batch budget lacked room)."""
+
+    category = "budget"
+
+    def __init__(self, message: str, batch: bool = False) -> None:
+        super().__init__(message)
+        self.batch = batch
+
+
+class CallCutOff(VendorTimeout):
+    """The step's ``timeout`` cut the call off: the vendor may have billed it (it is booked at its
+    reservation)."""
+
+
 class BreakerOpen(WaystationError):
     """The station's breaker opened between two attempts, or while a call waited for its
     rate-limit slot. ``first_attempt``: no call of this step went out at all (it is then skipped
@@ -131,11 +148,11 @@ def _present(value: Any) -> bool:
     return value is not None and value != ""
 
 
-async def _await_all(results: Sequence[Any]) -> list[Any]:
-    out = []
-    for r in results:
-        out.append(await r if inspect.isawaitable(r) else r)
-    return out
+def _valid_price(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    price = float(value)
+    return price if price >= 0 and price != float("inf") and price == price else None
 
 
 class Engine:
@@ -160,6 +177,8 @@ class Engine:
         redis_url: str | None = None,
         redis_prefix: str | None = None,
         shared_budget: SharedBudget | None = None,
+        observers: Sequence[object] = (),
+        sweep_every: float | None = None,
     ) -> None:
         """Resilience settings: one breaker and one rate limiter per station name, shared by
         every lead. ``breaker_backend`` keeps every breaker's state (default: in memory, or in
@@ -170,6 +189,11 @@ class Engine:
         no URL is refused here, before any lead runs. See :mod:`waystation.resilience.redis_shared`.
         ``shared_budget``: a budget shared with other processes (the worker fleet's), reserved,
         settled and released with the in-process ones.
+
+        ``observers``: objects called like hook implementations for this engine only (one batch's
+        report collector and metrics), never registered on the shared plugin manager.
+        ``sweep_every``: seconds between sweeps of the batch budget's expired leases (default: a
+        quarter of ``lease_seconds``), run while leads are in flight.
         """
         self.plan = plan
         self.host = host
@@ -186,6 +210,10 @@ class Engine:
         self._limiters: dict[str, StationLimiter] = {}
         self._throttles: dict[str, Throttle] = {}  # shared pauses after a vendor's 429 + wait
         self._parked: dict[str, dict[str, Any]] = {}  # deferred leads' states when nothing checkpoints
+        self.hooks = HookCaller(self.pm, observers)
+        self.sweep_every = sweep_every if sweep_every is not None else max(1.0, lease_seconds / 4)
+        self._sweeper: asyncio.Task[None] | None = None
+        self._running = 0
         # shared (Redis) breaker / rate-limit state: see waystation.resilience.redis_shared
         self._shared_redis: SharedRedis | None = None
 
@@ -260,15 +288,13 @@ class Engine:
 
     def refresh_hooks(self) -> None:
         """Re-read which hooks have implementations (call after registering plugins late)."""
-        hook = self.pm.hook
+        self.hooks.refresh()
         names = ["before_step", "after_step", "on_step_error", "on_step_skipped", "on_retry",
                  "on_breaker_change", "on_cost", "before_lead", "after_lead"]
-        self._active = {n: bool(getattr(hook, n).get_hookimpls()) for n in names}
-        self._custom_price = any(i.plugin_name != "waystation.defaults"
-                                 for i in hook.price_step.get_hookimpls())
-        self._custom_stop = any(i.plugin_name != "waystation.defaults"
-                                for i in hook.decide_stop.get_hookimpls())
-        self._screened = bool(hook.screen_step.get_hookimpls())
+        self._active = {n: self.hooks.has(n) for n in names}
+        self._custom_price = self.hooks.has("price_step", besides=_DEFAULTS)
+        self._custom_stop = self.hooks.has("decide_stop", besides=_DEFAULTS)
+        self._screened = self.hooks.has("screen_step")
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -280,6 +306,11 @@ class Engine:
 
     async def close(self) -> None:
         """Close every station instance that was opened."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(BaseException):
+                await self._sweeper
+            self._sweeper = None
         instances, self._instances = self._instances, {}
         for inst in instances.values():
             try:
@@ -313,24 +344,50 @@ class Engine:
     def _breaker_changed(self, name: str, old: BreakerState, new: BreakerState, cause: str | None) -> None:
         log.warning("breaker of %s: %s -> %s (%s)", name, old.value, new.value, cause or "")
         if self._active.get("on_breaker_change"):
-            results = self.pm.hook.on_breaker_change(station=name, old=old.value, new=new.value, cause=cause)
-            for r in results:
-                if inspect.isawaitable(r):
-                    task = asyncio.ensure_future(r)
-                    self._background.add(task)
-                    task.add_done_callback(self._background.discard)
+            for aw in self.hooks.notify_sync("on_breaker_change", station=name, old=old.value, new=new.value,
+                                             cause=cause):
+                task = asyncio.ensure_future(aw)
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
 
     # -- hooks ------------------------------------------------------------------------------
 
     async def _notify(self, name: str, rc: RunContext | None, **kwargs: Any) -> None:
-        try:
-            results = getattr(self.pm.hook, name)(**kwargs)
-            await _await_all(results)
-        except Exception as exc:
-            msg = f"hook {name} raised {type(exc).__name__}: {exc}"
-            log.warning(msg)
-            if rc is not None:
-                rc.errors.append(msg)
+        """Call every implementation of an observer hook, each in isolation (see
+        :mod:`waystation.hookcall`); an error is recorded on the lead's ``errors``."""
+        step = kwargs.get("step")
+        rec = rc.steps.get(step.id) if rc is not None and isinstance(step, PlannedStep) else None
+        await self.hooks.notify(name, self._on_hook_error(rc, rec), **kwargs)
+
+    @staticmethod
+    def _on_hook_error(rc: RunContext | None, rec: StepRecord | None = None
+                       ) -> Callable[[HookFailure], None] | None:
+        if rc is None:
+            return None
+
+        def record(failure: HookFailure) -> None:
+            rc.errors.append(failure.message)
+            if rec is not None:
+                rec.hook_errors.append(failure.message)
+        return record
+
+    # -- lease sweep ------------------------------------------------------------------------
+
+    def _start_sweep(self) -> None:
+        if self.batch_budget is None or self._sweeper is not None:
+            return
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Settle the batch budget's reservations whose lease ran out (their holder died), while
+        this engine lives: see :meth:`waystation.budget.Budget.expire_leases`."""
+        assert self.batch_budget is not None
+        while True:
+            await asyncio.sleep(self.sweep_every)
+            dead = self.batch_budget.expire_leases()
+            if dead:
+                log.warning("released %d budget reservation(s) whose lease ran out: %s", len(dead),
+                            ", ".join(r.holder for r in dead))
 
     # -- one lead ---------------------------------------------------------------------------
 
@@ -354,10 +411,13 @@ class Engine:
                 for rec in rc.steps.values():
                     if rec.reason == "deferred" and not rec.ended:
                         rec.reason = None
+            elif rc.status == "held":
+                rc.reopen()  # a gate fault or the batch budget held it: try again
             if rc.status != "running":
                 return self._finish_data(rc)
         if rc is None:
             rc = RunContext(lid, self.plan.name, dict(lead), budget, self.run_id)
+        self._start_sweep()
         if self._active["before_lead"]:
             await self._notify("before_lead", rc, route=self.plan, ctx=rc)
         await self._drive(rc)
@@ -444,7 +504,7 @@ class Engine:
 
         def apply(decision: Decision) -> None:
             nonlocal stop
-            if decision[0].severity > stop[0].severity:
+            if decision.rank > stop.rank:
                 stop = decision
 
         try:
@@ -456,10 +516,10 @@ class Engine:
                     rec = rc.steps.get(ps.id)
                     if rec is not None and rec.ended:
                         if rec.stop:
-                            apply((Stop(rec.stop), rec.stop_reason))
+                            apply(Decision(Stop(rec.stop), rec.stop_reason, rec.held, rec.cause))
                         finish(i)
                         continue
-                    if stop[0] is not Stop.CONTINUE:
+                    if stop.stop is not Stop.CONTINUE:
                         if "deferred" not in rc.extra:  # a deferred lead's later steps stay pending
                             await self._skip(ps, rc, "stopped")
                         finish(i)
@@ -482,18 +542,21 @@ class Engine:
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
             raise
-        if stop[0] is Stop.FAIL:
-            rc.status, rc.reason = "failed", stop[1]
+        rc.cause = stop.cause
+        if stop.stop is Stop.FAIL:
+            rc.status, rc.reason = ("held" if stop.held else "failed"), stop.reason
         elif "deferred" in rc.extra:
             rc.status, rc.reason = "deferred", rc.extra["deferred"]
-        elif stop[0] is Stop.SKIP_REMAINING:
-            rc.status, rc.reason = "stopped", stop[1]
+            rc.cause = "deferred by the vendor"
+        elif stop.stop is Stop.SKIP_REMAINING:
+            rc.status, rc.reason = "stopped", stop.reason
         else:
             rc.status, rc.reason = "succeeded", None
 
     # -- one step ---------------------------------------------------------------------------
 
-    async def _skip(self, ps: PlannedStep, rc: RunContext, reason: str, detail: str | None = None) -> Decision:
+    async def _skip(self, ps: PlannedStep, rc: RunContext, reason: str, detail: str | None = None,
+                    decision: Decision = GO) -> Decision:
         rec = rc.steps.get(ps.id)
         if rec is None:
             rec = rc.steps[ps.id] = StepRecord()
@@ -502,29 +565,49 @@ class Engine:
         rec.intent = False
         if detail:
             rec.error = detail
+        self._mark(rec, decision)
         if self._active["on_step_skipped"]:
             await self._notify("on_step_skipped", rc, step=ps, ctx=rc, reason=reason)
-        return _GO
+        return decision
+
+    @staticmethod
+    def _mark(rec: StepRecord, decision: Decision) -> None:
+        if decision.stop is not Stop.CONTINUE:
+            rec.stop, rec.stop_reason = decision.stop.value, decision.reason
+            rec.held, rec.cause = decision.held, decision.cause
 
     async def _screen(self, ps: PlannedStep, rc: RunContext, data: Mapping[str, Any]) -> Decision | None:
         """Ask the ``screen_step`` hook (e.g. the suppression ledger) whether the lead may go on to
         this step. An answer, or a screen that raised, refuses (fail closed): the step is skipped
-        with reason ``screened`` and the lead stops."""
-        try:
-            answers = await _await_all(self.pm.hook.screen_step(step=ps, ctx=rc, data=data))
-            reason = next((str(a) for a in answers if a), None)
-        except Exception as exc:
-            reason = f"the screen could not run ({type(exc).__name__}: {redact(str(exc), ps.secrets)}): " \
-                     "the lead does not go on"
+        with reason ``screened`` and the lead stops. Each implementation is called on its own
+        (:mod:`waystation.hookcall`)."""
+        failures: list[str] = []
+        record = self._on_hook_error(rc, rc.steps.get(ps.id))
+
+        def failed(f: HookFailure) -> None:
+            failures.append(f.message)
+            if record is not None:
+                record(f)
+
+        answers = await self.hooks.results("screen_step", failed, step=ps, ctx=rc, data=data)
+        reason = next((str(a) for _, a in answers if a), None)
+        if reason is None and failures:
+            reason = f"the screen could not run ({redact(failures[0], ps.secrets)}): the lead does not go on"
         if reason is None:
             return None
-        await self._skip(ps, rc, "screened", reason)
-        rec = rc.steps[ps.id]
-        rec.stop, rec.stop_reason = Stop.SKIP_REMAINING.value, reason
-        return (Stop.SKIP_REMAINING, reason)
+        return await self._skip(ps, rc, "screened", reason,
+                                Decision(Stop.SKIP_REMAINING, reason, cause=f"screened before {ps.id}"))
 
     def _budgets(self, rc: RunContext) -> list[Budget]:
         return [rc.budget, self.batch_budget] if self.batch_budget is not None else [rc.budget]
+
+    def _no_room(self, ps: PlannedStep, refused_by: Budget | None) -> Decision:
+        """The decision when a budget cannot cover a call of ``ps``."""
+        if refused_by is not None and (refused_by is self.batch_budget or refused_by is SHARED):
+            return budget_hold(ps.id)  # the batch's (or the fleet's) budget: resumable
+        if ps.gate:
+            return hold(ps.id, "budget", "the lead's budget has no room for it", fault=False)
+        return GO
 
     async def _step(self, ps: PlannedStep, rc: RunContext, data: Mapping[str, Any]) -> Decision:
         if ps.station is None:
@@ -535,7 +618,9 @@ class Engine:
             return await self._skip(ps, rc, "condition")
         missing = [f for f in ps.requires if not _present(data.get(f))]
         if missing:
-            return await self._skip(ps, rc, "missing_requirements", "missing " + ", ".join(missing))
+            detail = "missing " + ", ".join(missing)
+            return await self._skip(ps, rc, "missing_requirements", detail,
+                                    hold(ps.id, "missing_requirements", detail, fault=False) if ps.gate else GO)
         if ps.fallback_fields and all(_present(data.get(f)) for f in ps.fallback_fields):
             return await self._skip(ps, rc, "fallback_not_needed")
         if self._screened:
@@ -545,26 +630,35 @@ class Engine:
         rec = rc.steps.get(ps.id)
         if rec is None:
             rec = rc.steps[ps.id] = StepRecord()
+        async with StepMoney(self._budgets(rc), f"{rc.lead_id}/{ps.id}", ps.cost, rec,
+                             self.lease_seconds, self.shared_budget) as money:
+            return await self._live(ps, rc, rec, data, money)
+
+    async def _in_doubt(self, ps: PlannedStep, rc: RunContext, rec: StepRecord, money: StepMoney) -> None:
+        """A call whose result was lost in a crash: in doubt. Count it as paid (conservative)."""
+        rec.in_doubt = True
+        rec.intent = False
+        charged = to_micros(rec.pending_cost)
+        rec.pending_cost = 0.0
+        holder = f"{rc.lead_id}/{ps.id}"
+        for b in self._budgets(rc):
+            # a batch budget restored from a ledger holds this intent as a reservation (or, when
+            # its lease ran out, already booked it as spent)
+            for res in [r for r in b.reservations.values() if r.holder == holder and r.id < 0]:
+                b.release(res)
+            b.spent_micros += max(0, charged - b.expired_spent.pop(holder, 0))
+        await money.in_doubt(holder, charged)
+        if charged:
+            rec.cost += from_micros(charged)
+            if self._active["on_cost"]:
+                await self._notify("on_cost", rc, step=ps, ctx=rc, amount=from_micros(charged))
+
+    async def _live(self, ps: PlannedStep, rc: RunContext, rec: StepRecord, data: Mapping[str, Any],
+                    money: StepMoney) -> Decision:
+        assert ps.station is not None
         outcome: Outcome | None = None
         if rec.intent:
-            # A call whose result was lost in a crash: in doubt. Count it as paid (conservative).
-            rec.in_doubt = True
-            rec.intent = False
-            charged = rec.pending_cost
-            rec.pending_cost = 0.0
-            holder = f"{rc.lead_id}/{ps.id}"
-            for b in self._budgets(rc):
-                # a batch budget restored from a ledger holds this intent as a reservation
-                for res in [r for r in b.reservations.values() if r.holder == holder and r.id < 0]:
-                    b.release(res)
-            if charged:
-                for b in self._budgets(rc):
-                    b.charge(charged)
-                if self.shared_budget is not None:
-                    await self.shared_budget.charge_in_doubt(holder, charged)
-                rec.cost += charged
-                if self._active["on_cost"]:
-                    await self._notify("on_cost", rc, step=ps, ctx=rc, amount=charged)
+            await self._in_doubt(ps, rc, rec, money)
             if ps.in_doubt == "skip":
                 return await self._skip(ps, rc, "in_doubt")
             if ps.in_doubt == "recheck":
@@ -578,61 +672,41 @@ class Engine:
                 if outcome is None:
                     return await self._skip(ps, rc, "in_doubt")
                 outcome = Outcome(outcome.fields, 0.0, outcome.stop, outcome.reason, outcome.misses)
-        hold: Hold | None = None
-        if outcome is None and ps.cost > 0:
-            hold = reserve_all(self._budgets(rc), ps.cost, f"{rc.lead_id}/{ps.id}", self.lease_seconds)
-            if hold is None:
-                return await self._skip(ps, rc, "budget")
-            if self.shared_budget is not None:
-                try:
-                    fits = await self.shared_budget.reserve(f"{rc.lead_id}/{ps.id}", ps.cost)
-                except BaseException:
-                    hold.release()
-                    raise
-                if not fits:
-                    hold.release()
-                    return await self._skip(ps, rc, "budget")
+        if outcome is None and ps.cost > 0 and not await money.reserve():
+            which = "the lead's budget" if money.refused_by is rc.budget else "the batch budget"
+            return await self._skip(ps, rc, "budget", f"{which} has no room for ${ps.cost:g}",
+                                    self._no_room(ps, money.refused_by))
         breaker = self._breakers.get(ps.station.name) if outcome is None else None
         if breaker is not None and not await breaker.allow():
-            if hold is not None:
-                await self._release(hold, rc, ps)
-            return await self._skip(ps, rc, "breaker_open")
+            await money.release()
+            return await self._skip(ps, rc, "breaker_open", None,
+                                    hold(ps.id, "breaker_open", f"the breaker of {ps.station.name} is open")
+                                    if ps.gate else GO)
         if self._active["before_step"]:
-            await self._notify("before_step", rc, step=ps, ctx=rc)
+            try:
+                await self._notify("before_step", rc, step=ps, ctx=rc)
+            except BaseException:  # cancelled: the breaker's slot was never used
+                if breaker is not None:
+                    await breaker.release()
+                raise
         rec.status = "running"
         started = time.perf_counter()
         if outcome is None:
             try:
-                outcome = await self._call(ps, rc, rec, data, hold, breaker)
-            except asyncio.CancelledError:
-                if hold is not None:
-                    await self._release(hold, rc, ps, cancelled=True)
-                raise
+                outcome = await self._call(ps, rc, rec, data, money, breaker)
             except Exception as exc:
-                if hold is not None:
-                    await self._release(hold, rc, ps)
                 if isinstance(exc, CheckpointFailed):
-                    rec.attempts -= 1  # nothing went out
+                    rec.attempts -= 1  # nothing went out (the reservation is released on the way out)
                     raise
                 if isinstance(exc, BreakerOpen) and exc.first_attempt:
                     rec.attempts -= 1  # nothing went out
-                    return await self._skip(ps, rc, "breaker_open")
+                    await money.release()
+                    return await self._skip(ps, rc, "breaker_open", None,
+                                            hold(ps.id, "breaker_open", str(exc)) if ps.gate else GO)
                 if isinstance(exc, StepDeferred):
                     return self._deferred(ps, rc, rec, exc)
                 return await self._failed(ps, rc, rec, exc, started)
-        return await self._succeeded(ps, rc, rec, outcome, hold, started)
-
-    async def _release(self, hold: Hold, rc: RunContext, ps: PlannedStep, *, cancelled: bool = False) -> None:
-        """Release a hold in every budget, the shared one included."""
-        hold.release()
-        if self.shared_budget is None:
-            return
-        release = self.shared_budget.release(f"{rc.lead_id}/{ps.id}")
-        if cancelled:  # the lead is being cancelled: finish the release anyway (its lease is the fallback)
-            with contextlib.suppress(Exception):
-                await asyncio.shield(release)
-        else:
-            await release
+        return await self._succeeded(ps, rc, rec, outcome, money, started)
 
     def _ctx(self, ps: PlannedStep, rc: RunContext, data: Mapping[str, Any]) -> StepContext:
         assert ps.settings is not None
@@ -640,11 +714,12 @@ class Engine:
                            settings=ps.settings, budget=rc.budget)
 
     async def _call(self, ps: PlannedStep, rc: RunContext, rec: StepRecord, data: Mapping[str, Any],
-                    hold: Hold | None, breaker: CircuitBreaker | None) -> Outcome:
+                    money: StepMoney, breaker: CircuitBreaker | None) -> Outcome:
         """Call the station with retries (stamina), a timeout per attempt, the breaker and the
-        rate limit. ``_step`` already got the breaker's permission for the first attempt; each
-        retry asks again. Attempts are counted in ``rec`` (the run context), so a resumed lead
-        goes on from where it stopped."""
+        rate limit. ``_step`` already got the breaker's permission and the budget reservation for
+        the first attempt; each retry asks for both again (a retry the budget cannot cover is not
+        made: :class:`NoRoom`). Attempts are counted in ``rec`` (the run context), so a resumed
+        lead goes on from where it stopped. What each attempt cost is booked in ``money``."""
         name = ps.station.name if ps.station else ps.id
         # An allowed breaker call must be reported exactly once (record, or release when no
         # vendor call happened), or a half-open probe slot would stay taken.
@@ -672,7 +747,7 @@ class Engine:
                 raise BreakerOpen(f"breaker of {name} opened", first_attempt=rec.attempts == first)
             if ps.paid and self.checkpointer is not None:
                 rec.intent = True
-                rec.pending_cost = hold.amount if hold is not None else 0.0
+                rec.pending_cost = money.reserved
                 try:
                     await self.checkpointer.save(self.run_id, rc.lead_id, rc.to_state())
                 except Exception as exc:  # the store, not the station: no call, and not a step failure
@@ -681,6 +756,7 @@ class Engine:
                                            f"{exc}); the call was not made") from exc
             nonlocal called
             called = True
+            money.called()
             try:
                 return await self._timed(station.process(ctx), ps.timeout)
             except Exception as exc:
@@ -691,6 +767,9 @@ class Engine:
 
         async def attempt(n: int) -> Outcome:
             nonlocal holding, tripped, called
+            if ps.cost > 0 and money.hold is None and not await money.reserve():
+                raise NoRoom(f"the budget has no room for another attempt of {name} (${ps.cost:g})",
+                             money.refused_by is not None and money.refused_by is not rc.budget)
             ctx.attempt = n
             rec.attempts = n
             called = False
@@ -707,11 +786,22 @@ class Engine:
                         out = await call()
                 else:
                     out = await call()
-                out = self._check_outcome(ps, out)
+                try:
+                    out = self._check_outcome(ps, out)
+                except OutcomeValidationError as bad:  # it answered: book what it says it cost
+                    bad.incurred_cost = out.cost if isinstance(out, Outcome) else money.reserved  # type: ignore[attr-defined]
+                    raise
             except BaseException as exc:
-                incurred = getattr(exc, "incurred_cost", 0.0)
-                if incurred and isinstance(incurred, int | float):
-                    await self._charge_failed_call(ps, rc, rec, float(incurred))
+                if called and isinstance(exc, Exception):
+                    incurred = getattr(exc, "incurred_cost", 0.0)
+                    if incurred and isinstance(incurred, int | float) and not isinstance(incurred, bool):
+                        await self._charge_failed_call(ps, rc, money, float(incurred))
+                    elif isinstance(exc, CallCutOff):
+                        # cut off by the timeout: the vendor may have billed it
+                        await self._charge_failed_call(ps, rc, money, money.reserved)
+                    else:
+                        await money.unbilled()  # the station says the failed call cost nothing
+                    rec.intent, rec.pending_cost = False, 0.0
                 if breaker is not None and holding:
                     holding = False
                     if called and isinstance(exc, Exception):
@@ -736,8 +826,9 @@ class Engine:
 
         def on(exc: Exception) -> bool | float:
             # never retried: CancelledError (not an Exception), an open breaker (no retry sleep
-            # either: the failure that just opened it ends the step at once), a non-retryable error
-            if tripped or isinstance(exc, BreakerOpen | CheckpointFailed) or not policy.should_retry(exc):
+            # either: the failure that just opened it ends the step at once), a non-retryable
+            # error, a budget that cannot cover another attempt, a checkpoint store that failed
+            if tripped or isinstance(exc, BreakerOpen | NoRoom | CheckpointFailed) or not policy.should_retry(exc):
                 return False
             after = retry_after_of(exc)
             return min(after, policy.max_delay) if after is not None else True
@@ -754,10 +845,15 @@ class Engine:
                     deferred = deferral_for(exc, policy, last_attempt=att.num >= remaining)
                     if deferred is not None:
                         raise deferred from None
-                    if att.num < remaining and on(exc) is not False and self._active["on_retry"]:
-                        # the policy's delay (jitter aside), also in test mode where waits are off
-                        await self._notify("on_retry", rc, step=ps, ctx=rc, attempt=n, error=exc,
-                                           delay=policy.delay_for(exc, att.num))
+                    if att.num < remaining and on(exc) is not False:
+                        delay = policy.delay_for(exc, att.num)
+                        log.warning("retrying %s (station %s) of lead %s: attempt %d of %d failed: %s; "
+                                    "next attempt in about %.2g s", ps.id, name, rc.lead_id, n,
+                                    first + remaining - 1, redact(_error_text(exc), ps.secrets), delay)
+                        if self._active["on_retry"]:
+                            # the policy's delay (jitter aside), also in test mode where waits are off
+                            await self._notify("on_retry", rc, step=ps, ctx=rc, attempt=n, error=exc,
+                                               delay=delay)
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -772,24 +868,35 @@ class Engine:
         retry_at = time.time() + exc.wait
         rc.extra["retry_at"] = max(retry_at, rc.extra.get("retry_at", 0.0))
         rc.extra.setdefault("deferred", reason)
-        return (Stop.SKIP_REMAINING, reason)
+        return Decision(Stop.SKIP_REMAINING, reason)
 
-    async def _charge_failed_call(self, ps: PlannedStep, rc: RunContext, rec: StepRecord, amount: float) -> None:
+    async def _charge_failed_call(self, ps: PlannedStep, rc: RunContext, money: StepMoney, amount: float) -> None:
         """Book what a failed attempt cost (``StepError.incurred_cost``): the vendor billed it."""
-        for b in self._budgets(rc):
-            b.charge(amount)
-        if self.shared_budget is not None:
-            await self.shared_budget.charge(amount)
-        rec.cost += amount
+        before = money.overrun_micros
+        booked = await money.book(amount)
+        self._note_overrun(ps, rc, money, before, booked)
         if self._active["on_cost"]:
-            await self._notify("on_cost", rc, step=ps, ctx=rc, amount=amount)
+            await self._notify("on_cost", rc, step=ps, ctx=rc, amount=booked)
+
+    @staticmethod
+    def _note_overrun(ps: PlannedStep, rc: RunContext, money: StepMoney, before: int, amount: float) -> None:
+        if money.overrun_micros > before:
+            money.rec.overrun += from_micros(money.overrun_micros - before)
+            rc.errors.append(f"{ps.id} cost ${amount:.4f}, more than the ${ps.cost:.4f} it reserved "
+                             "(overrun): declare the right cost")
 
     @staticmethod
     async def _timed(coro: Awaitable[Outcome], timeout: float | None) -> Outcome:
         if timeout is None:
             return await coro
-        async with asyncio.timeout(timeout):
-            return await coro
+        cm = asyncio.timeout(timeout)
+        try:
+            async with cm:
+                return await coro
+        except TimeoutError as exc:
+            if cm.expired():
+                raise CallCutOff(f"no answer within the step's timeout of {timeout:g} s") from exc
+            raise
 
     def _check_outcome(self, ps: PlannedStep, out: Any) -> Outcome:
         name = ps.spec.station
@@ -835,57 +942,87 @@ class Engine:
         rec.pending_cost = 0.0
         category = "breaker_open" if isinstance(exc, BreakerOpen) else classify_error(exc)
         rec.error_category = category
-        text = str(exc) or type(exc).__name__
-        if not isinstance(exc, StepError | OutcomeValidationError | BreakerOpen):
-            text = f"{type(exc).__name__}: {text}"
-        rec.error = redact(text, ps.secrets)
+        rec.error = redact(_error_text(exc), ps.secrets)
+        if isinstance(exc, NoRoom) and exc.batch:
+            decision = budget_hold(ps.id)
+        elif ps.gate:
+            decision = hold(ps.id, category, rec.error, fault=is_fault(category) and not isinstance(exc, NoRoom))
+        elif ps.on_error == "fail":
+            decision = Decision(Stop.FAIL, f"{ps.id} failed: {rec.error}", cause=f"step {ps.id} failed: {category}")
+        else:
+            decision = GO
+        self._mark(rec, decision)
         if self.checkpointer is not None and ps.paid:
             await self.checkpointer.save(self.run_id, rc.lead_id, rc.to_state())
         if self._active["on_step_error"]:
             await self._notify("on_step_error", rc, step=ps, ctx=rc, error=exc)
-        if ps.on_error == "fail":
-            rec.stop, rec.stop_reason = Stop.FAIL.value, f"{ps.id} failed: {rec.error}"
-            return (Stop.FAIL, rec.stop_reason)
-        return _GO
+        return decision
+
+    async def _price(self, ps: PlannedStep, rc: RunContext, rec: StepRecord, outcome: Outcome) -> float:
+        """The price of a successful call: the first plugin's ``price_step`` answer; a plugin that
+        raises or answers something that is not a price is recorded and the next one is asked
+        (the core's default answers the outcome's cost)."""
+        if not self._custom_price:
+            return outcome.cost
+        record = self._on_hook_error(rc, rec)
+        answer = await self.hooks.first("price_step", record, step=ps, ctx=rc, outcome=outcome)
+        if answer is None:
+            return outcome.cost
+        price = _valid_price(answer[1])
+        if price is None:
+            msg = (f"hook price_step of plugin {answer[0]} answered {answer[1]!r}, not a price in USD: "
+                   f"the outcome's cost ${outcome.cost:g} is booked")
+            log.warning("%s", msg)
+            rc.errors.append(msg)
+            rec.hook_errors.append(msg)
+            return outcome.cost
+        return price
+
+    async def _decide(self, ps: PlannedStep, rc: RunContext, rec: StepRecord, outcome: Outcome) -> Decision:
+        """The stop decision after a success: the most severe answer of the station and of every
+        ``decide_stop`` implementation. An implementation that raises (or answers nonsense) is
+        recorded and ignored; for a gate that holds the lead, since its verdict is then unknown."""
+        decision = Decision(outcome.stop, outcome.reason or outcome.stop.value) \
+            if outcome.stop is not Stop.CONTINUE else GO
+        if not self._custom_stop:
+            return decision
+        failures: list[str] = []
+        record = self._on_hook_error(rc, rec)
+
+        def failed(f: HookFailure) -> None:
+            failures.append(f.message)
+            if record is not None:
+                record(f)
+
+        for plugin, ans in await self.hooks.results("decide_stop", failed, step=ps, ctx=rc, outcome=outcome):
+            if ans is None:
+                continue
+            try:
+                stop_value = Stop(ans[0] if isinstance(ans, tuple) else ans)
+                why = ans[1] if isinstance(ans, tuple) and len(ans) > 1 else None
+            except (ValueError, TypeError, IndexError):
+                msg = f"hook decide_stop of plugin {plugin} answered {ans!r}, not a Stop"
+                log.warning("%s", msg)
+                rc.errors.append(msg)
+                rec.hook_errors.append(msg)
+                failures.append(msg)
+                continue
+            cand = Decision(stop_value, str(why) if why else stop_value.value)
+            if cand.rank > decision.rank:
+                decision = cand
+        if failures and ps.gate and decision.stop is not Stop.FAIL:
+            decision = hold(ps.id, "decide_stop_error", failures[0])
+        return decision
 
     async def _succeeded(self, ps: PlannedStep, rc: RunContext, rec: StepRecord, outcome: Outcome,
-                         hold: Hold | None, started: float) -> Decision:
+                         money: StepMoney, started: float) -> Decision:
         rec.duration = time.perf_counter() - started
-        # price
-        if self._custom_price:
-            price = self.pm.hook.price_step(step=ps, ctx=rc, outcome=outcome)
-            if inspect.isawaitable(price):
-                price = await price
-            amount = float(price if price is not None else outcome.cost)
-        else:
-            amount = outcome.cost
-        # stop decision: the most severe answer wins
-        decision: Decision = (outcome.stop, outcome.reason or outcome.stop.value) \
-            if outcome.stop is not Stop.CONTINUE else _GO
-        if self._custom_stop:
-            answers = await _await_all(self.pm.hook.decide_stop(step=ps, ctx=rc, outcome=outcome))
-            for ans in answers:
-                cand = (ans[0], ans[1]) if isinstance(ans, tuple) else (ans, None)
-                stop_value = Stop(cand[0])
-                if stop_value.severity > decision[0].severity:
-                    decision = (stop_value, cand[1] or stop_value.value)
-        # settle
-        if hold is not None:
-            over = hold.settle(amount)
-            if self.shared_budget is not None:
-                await self.shared_budget.settle(f"{rc.lead_id}/{ps.id}", amount)
-        else:
-            over = 0
-            if amount:
-                for b in self._budgets(rc):
-                    b.charge(amount)
-                if self.shared_budget is not None:
-                    await self.shared_budget.charge(amount)
-                over = 1
-        if over:
-            rc.errors.append(f"{ps.id} cost ${amount:.4f}, more than the ${ps.cost:.4f} it reserved: "
-                             "declare the right cost")
-        rec.cost += amount
+        amount = await self._price(ps, rc, rec, outcome)
+        # book at once: whatever happens next (a hook, a cancellation, a failed save), it is booked
+        before = money.overrun_micros
+        amount = await money.book(amount)
+        self._note_overrun(ps, rc, money, before, amount)
+        decision = await self._decide(ps, rc, rec, outcome)
         if self._active["on_cost"]:
             await self._notify("on_cost", rc, step=ps, ctx=rc, amount=amount)
         # validate against the lead schema and keep the fields
@@ -897,8 +1034,9 @@ class Engine:
                 rec.validation = [f"{k}: {m}" for k, m in problems.items()]
                 for k in problems:
                     fields.pop(k)
-                if validation == "strict" and decision[0] is not Stop.FAIL:
-                    decision = (Stop.FAIL, f"validation failed after {ps.id}: {'; '.join(rec.validation)}")
+                if validation == "strict" and decision.stop is not Stop.FAIL:
+                    decision = Decision(Stop.FAIL, f"validation failed after {ps.id}: {'; '.join(rec.validation)}",
+                                        cause=f"validation after {ps.id}")
         rc.outcomes[ps.id] = fields
         rec.status = "succeeded"
         rec.hit = bool(fields)
@@ -908,8 +1046,9 @@ class Engine:
             rec.misses = dict(outcome.misses)
         if outcome.clear:
             rec.cleared = [k for k in outcome.clear if k not in fields]
-        if decision[0] is not Stop.CONTINUE:
-            rec.stop, rec.stop_reason = decision[0].value, decision[1]
+        if decision.stop is not Stop.CONTINUE and decision.cause is None:
+            decision = decision._replace(cause=f"stopped by {ps.id}")
+        self._mark(rec, decision)
         if outcome.reason and not rec.stop_reason:
             rec.stop_reason = outcome.reason
         if self.checkpointer is not None:
@@ -921,3 +1060,10 @@ class Engine:
         if self._active["after_step"]:
             await self._notify("after_step", rc, step=ps, ctx=rc, outcome=outcome)
         return decision
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if not isinstance(exc, StepError | OutcomeValidationError | BreakerOpen):
+        text = f"{type(exc).__name__}: {text}"
+    return text

@@ -12,6 +12,8 @@ bounded by the route):
 - ``waystation_step_cost_usd_total{route,step,station}``: cost recorded (the ``on_cost`` hook).
 - ``waystation_step_duration_seconds{route,step,station}``: histogram of run latency.
 - ``waystation_leads_total{route,status}``: leads that ended, by status.
+- ``waystation_hook_errors_total{hook,plugin}``: hook implementations that raised (contained, see
+  :mod:`waystation.hookcall`).
 
 Each :class:`Metrics` has its own ``CollectorRegistry`` so that several runs in one process (tests)
 do not collide; :meth:`Metrics.serve` exposes it over HTTP.
@@ -32,8 +34,9 @@ _STEP = ("route", "step", "station")
 
 
 class Metrics:
-    """Per-station counters and histograms, fed by hook implementations (register the object with
-    the engine's plugin manager, e.g. ``Engine.from_route(..., plugins=[Metrics()])``)."""
+    """Per-station counters and histograms, fed by hook implementations: hand the object to one
+    engine as an observer (``Engine(..., observers=[Metrics()])``, what ``waystation run`` does),
+    or register it with a plugin manager (``Engine.from_route(..., plugins=[Metrics()])``)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -53,7 +56,13 @@ class Metrics:
                                   buckets=_BUCKETS, registry=r)
         self.leads = Counter("waystation_leads", "Leads that ended, by status.", ["route", "status"],
                              registry=r)
+        self.hook_errors = Counter("waystation_hook_errors", "Hook implementations that raised.",
+                                   ["hook", "plugin"], registry=r)
         self._server: Any = None
+
+    def hook_error(self, hook: str, plugin: str) -> None:
+        """Count a contained hook error (called by :class:`waystation.hookcall.HookCaller`)."""
+        self.hook_errors.labels(hook, plugin).inc()
 
     @staticmethod
     def _labels(step: PlannedStep, ctx: RunContext) -> tuple[str, str, str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
@@ -82,6 +83,7 @@ class PlannedStep:
     in_doubt: InDoubtPolicy = "repay"
     on_error: str = "continue"
     secrets: tuple[str, ...] = ()
+    gate: bool = False
 
     @property
     def uses(self) -> tuple[str, ...]:
@@ -186,6 +188,27 @@ def _merge_policy(model: type[BaseModel], base: BaseModel | None, override: Mapp
     return model.model_validate(data)
 
 
+def resolve_data_paths(cls: type[Station], values: Mapping[str, Any], route_file: str | None
+                       ) -> dict[str, Any]:
+    """``values`` with the relative paths of ``cls.data_settings`` resolved against the folder of
+    ``route_file`` (a route run from any directory reads the same files)."""
+    out = dict(values)
+    if not route_file:
+        return out
+    base = Path(route_file).resolve().parent
+
+    def fix(v: Any) -> Any:
+        if isinstance(v, str) and v and "://" not in v and not Path(v).expanduser().is_absolute():
+            return str(base / v)
+        return v
+
+    for key in cls.data_settings:
+        if key in out:
+            v = out[key]
+            out[key] = [fix(x) for x in v] if isinstance(v, list) else fix(v)
+    return out
+
+
 def _settings_for(cls: type[Station], values: Mapping[str, Any]) -> StationSettings:
     return cls.Settings(**dict(values))
 
@@ -261,6 +284,7 @@ class _Compiler:
         cls = self.host.get(spec.station)
         ps = PlannedStep(id=spec.step_id, index=i, spec=spec, station=cls, enabled=spec.enabled,
                          on_error=spec.on_error)
+        ps.gate = bool(spec.gate if spec.gate is not None else (cls.gate if cls is not None else False))
         if cls is None:
             found = self.host.suggestion(spec.station)
             msg = f"unknown station {spec.station!r}" + (f" ({found.hint(spec.station)})" if found else "")
@@ -286,7 +310,7 @@ class _Compiler:
             ps.timeout = spec.timeout if spec.timeout is not None else cls.timeout
             ps.in_doubt = spec.in_doubt or cls.in_doubt
             try:
-                ps.settings = _settings_for(cls, spec.settings)
+                ps.settings = _settings_for(cls, resolve_data_paths(cls, spec.settings, self.route.file))
                 ps.secrets = tuple(ps.settings.secret_values())
                 if spec.cost is None:
                     ps.cost = float(cls.declared_cost(ps.settings))
@@ -343,8 +367,9 @@ class _Compiler:
     def _dependencies(self, steps: list[PlannedStep]) -> None:
         by_id = {s.id: s for s in steps}
         providers: dict[str, list[int]] = {}
+        gates: list[int] = []
         for s in steps:
-            deps: set[int] = set()
+            deps: set[int] = set(gates)  # every later step waits for a gate's verdict
             loc = ("steps", s.index)
             if s.runnable:
                 for f in s.requires:
@@ -387,6 +412,8 @@ class _Compiler:
                 else:
                     deps.add(target.index)
             s.deps = tuple(sorted(deps))
+            if s.runnable and s.gate:
+                gates.append(s.index)
             if s.runnable:
                 for f in s.provides:
                     providers.setdefault(f, []).append(s.index)

@@ -12,8 +12,9 @@ Figures per route step (a station may appear in several steps; each step is its 
   ``in_doubt`` policy on resume.
 - ``cache_hits``: steps answered from the lookup cache (no call, no cost; not counted in ``runs``).
 
-The figures are collected by :class:`ReportCollector`, a hook implementation (``after_lead``)
-that the batch runner registers with the engine, so they cost nothing per step; and the same
+The figures are collected by :class:`ReportCollector`, an ``after_lead`` observer that the batch
+runner hands to its own engine (never registered on the shared plugin manager, so two batches in
+one process each count only their own leads), so they cost nothing per step; and the same
 figures can be rebuilt from a run's saved lead states (:func:`report_from_store`), which is what
 ``waystation report RUN_ID`` and a resumed run use (every lead counted once, whichever process
 ran it).
@@ -40,8 +41,9 @@ _RATIO = 1.02  # bucket width of the latency histogram: ~1 % error on a quantile
 _LOG = math.log(_RATIO)
 _MIN = 1e-6  # durations below one microsecond share bucket 0
 
-#: Lead statuses counted in a report (``rejected``: bad input; ``unfinished``: interrupted).
-LEAD_STATUSES = ("succeeded", "stopped", "failed", "rejected", "unfinished")
+#: Lead statuses counted in a report (``held``: a gate fault or the batch budget held it, retried
+#: by ``run --resume``; ``rejected``: bad input; ``unfinished``: interrupted).
+LEAD_STATUSES = ("succeeded", "stopped", "held", "failed", "rejected", "unfinished")
 
 
 class LatencyHistogram:
@@ -119,6 +121,11 @@ class Report(BaseModel):
     leads: dict[str, int] = Field(default_factory=lambda: dict.fromkeys(LEAD_STATUSES, 0))
     total_cost: float = 0.0
     budget_total: float | None = None
+    #: leads by the cause of their stop, hold or failure (``gate DNCScrubStation: breaker_open``,
+    #: ``batch budget``, ``stopped by DNCScrubStation``, ``rejected input`` ...)
+    causes: dict[str, int] = Field(default_factory=dict)
+    #: spend booked above reservations (USD); 0 unless a station cost more than it declared
+    overrun: float = 0.0
     stations: list[StationFigures] = Field(default_factory=list)
     started_at: float | None = None
     finished_at: float | None = None
@@ -218,7 +225,8 @@ class ReportCollector:
 
     @hookimpl
     def after_lead(self, result: LeadResult) -> None:
-        """Count the steps of a lead that ended in this process."""
+        """Count the steps of a lead that ended (the batch runner gives each run's collector to
+        that run's engine only, so it sees that run's leads only)."""
         self.add_steps(result.steps)
 
     def add_steps(self, steps: Mapping[str, StepRecord | Mapping[str, Any]]) -> None:
@@ -256,15 +264,20 @@ async def report_from_store(store: CheckpointStore, run_id: str, *, route: str |
     step_list = list(steps) or [tuple(x) for x in (meta or {}).get("steps", [])]
     collector = ReportCollector(run_id, route, step_list)
     counts = dict.fromkeys(LEAD_STATUSES, 0)
+    causes: dict[str, int] = {}
     async for state in store.iter_states(run_id):
         collector.add_steps(state.get("steps") or {})
         status = state.get("status", "running")
         key = "unfinished" if status == "running" else str(status)
         counts[key] = counts.get(key, 0) + 1
+        cause = state.get("cause")
+        if cause and status != "running":
+            causes[str(cause)] = causes.get(str(cause), 0) + 1
     if meta and meta.get("started_at"):
         collector.started_at = float(meta["started_at"])
     rep = collector.report(leads if leads is not None else counts, complete=complete,
                            budget_total=budget_total, source="store")
+    rep.causes = dict(sorted(causes.items(), key=lambda kv: (-kv[1], kv[0])))
     return rep
 
 
@@ -309,8 +322,18 @@ def render_report(report: Report, console: Console) -> None:
 
         console = _Console(file=console.file, width=150, highlight=False, color_system=None)
     console.print(table)
+    console.print(summary_line(report), markup=False, highlight=False)
+    if report.causes:
+        console.print("why leads stopped, were held or failed: " + ", ".join(
+            f"{k} {v}" for k, v in report.causes.items()), markup=False, highlight=False)
+    if report.overrun:
+        console.print(f"overrun: {_money(report.overrun)} booked above what was reserved (a station cost more "
+                      "than it declared)", markup=False, highlight=False)
+
+
+def summary_line(report: Report) -> str:
+    """``leads: 195 (succeeded 150, stopped 34, held 11); total cost $0.0000 of $1.0000; 2.1 s``."""
     leads = ", ".join(f"{k} {v}" for k, v in report.leads.items() if v) or "none"
     budget = f" of {_money(report.budget_total)}" if report.budget_total is not None else ""
-    console.print(f"leads: {report.lead_total} ({leads}); total cost {_money(report.total_cost)}{budget}"
-                  + (f"; {report.elapsed:.1f} s" if report.elapsed is not None and report.source == "run"
-                     else ""))
+    return (f"leads: {report.lead_total} ({leads}); total cost {_money(report.total_cost)}{budget}"
+            + (f"; {report.elapsed:.1f} s" if report.elapsed is not None and report.source == "run" else ""))

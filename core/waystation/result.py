@@ -9,7 +9,10 @@ from pydantic import BaseModel, Field
 from waystation.budget import Budget
 
 StepStatus = Literal["pending", "running", "succeeded", "skipped", "failed"]
-LeadStatus = Literal["running", "succeeded", "stopped", "failed", "deferred"]
+#: ``held``: a gate could not run because of a fault, or the batch budget ran out; the lead is
+#: not done and ``run --resume`` runs it again (see :mod:`waystation.gates`). ``deferred``: a
+#: vendor asked it to wait (see :mod:`waystation.deferral`).
+LeadStatus = Literal["running", "succeeded", "stopped", "failed", "deferred", "held"]
 
 #: Reasons a step may be skipped for.
 SKIP_REASONS = (
@@ -46,6 +49,14 @@ class StepRecord(BaseModel):
     cleared: list[str] = Field(default_factory=list)
     #: answered from the lookup cache: the age of the entry in seconds (no vendor call was made)
     cached: float | None = None
+    #: this step's ending holds the lead (a gate fault, the batch budget): retried on resume
+    held: bool = False
+    #: short cause of the lead's stop set by this step (``gate DNC: breaker_open``, ``batch budget``)
+    cause: str | None = None
+    #: errors of hook implementations met during this step (the lead's ``errors`` has them too)
+    hook_errors: list[str] = Field(default_factory=list)
+    #: spend booked above what the step reserved (USD)
+    overrun: float = 0.0
 
     @property
     def ended(self) -> bool:
@@ -94,6 +105,8 @@ class LeadResult(BaseModel):
     resumed: bool = False
     #: For a ``deferred`` lead: when (epoch seconds) the vendor takes calls again (see waystation.deferral).
     retry_at: float | None = None
+    #: short cause of a stop, failure or hold (``gate DNCScrubStation: missing_requirements``)
+    cause: str | None = None
 
 
 class RunContext:
@@ -106,8 +119,8 @@ class RunContext:
     """
 
     __slots__ = (
-        "_dumps", "budget", "data", "errors", "extra", "input", "lead_id", "outcomes", "provenance",
-        "reason", "resumed", "route", "run_id", "status", "steps",
+        "_dumps", "budget", "cause", "data", "errors", "extra", "input", "lead_id", "outcomes",
+        "provenance", "reason", "resumed", "route", "run_id", "status", "steps",
     )
 
     def __init__(self, lead_id: str, route: str, input: dict[str, Any], budget: Budget,
@@ -124,6 +137,7 @@ class RunContext:
         self.errors: list[str] = []
         self.status: LeadStatus = "running"
         self.reason: str | None = None
+        self.cause: str | None = None
         self.resumed = False
         self.extra: dict[str, Any] = {}
         self._dumps: dict[str, tuple[StepRecord, dict[str, Any], dict[str, Any]]] = {}
@@ -154,6 +168,7 @@ class RunContext:
             "errors": self.errors,
             "status": self.status,
             "reason": self.reason,
+            "cause": self.cause,
         }
 
     def _dump_steps(self) -> dict[str, dict[str, Any]]:
@@ -172,6 +187,7 @@ class RunContext:
             dump = out[k] = _dump_record(rec)
             snap = dict(values)
             snap["validation"], snap["misses"] = list(values["validation"]), dict(values["misses"])
+            snap["hook_errors"] = list(values["hook_errors"])
             cache[k] = (rec, snap, dump)
         return out
 
@@ -186,8 +202,18 @@ class RunContext:
         ctx.errors = list(state.get("errors", []))
         ctx.status = state.get("status", "running")
         ctx.reason = state.get("reason")
+        ctx.cause = state.get("cause")
         ctx.resumed = True
         return ctx
+
+    def reopen(self) -> None:
+        """Make a ``held`` lead run again: the steps that held it, and those skipped because it
+        was held, start afresh (what they cost so far stays booked)."""
+        for sid, rec in list(self.steps.items()):
+            if rec.held or (rec.status == "skipped" and rec.reason == "stopped"):
+                self.steps[sid] = StepRecord(cost=rec.cost, attempts=0, in_doubt=rec.in_doubt,
+                                             intent=rec.intent, pending_cost=rec.pending_cost)
+        self.status, self.reason, self.cause = "running", None, None
 
     def result(self) -> LeadResult:
         """The lead's :class:`LeadResult` as it stands."""
@@ -203,4 +229,5 @@ class RunContext:
             provenance=self.provenance,
             errors=self.errors,
             resumed=self.resumed,
+            cause=self.cause,
         )

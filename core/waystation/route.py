@@ -271,6 +271,7 @@ class StepSpec(BaseModel):
     @classmethod
     def _cache_mode_alone(cls, value: Any) -> Any:
         return {"mode": value} if isinstance(value, str) else value
+    gate: bool | None = None
 
     @field_validator("after", mode="before")
     @classmethod
@@ -299,6 +300,7 @@ class RouteSpec(BaseModel):
         default="warn", validation_alias=AliasChoices("validation", "validate"))
     input: list[str] | None = None
     cache: CacheModeName | None = None
+    map: dict[str, str] = Field(default_factory=dict)
     steps: list[StepSpec] = Field(min_length=1)
 
 

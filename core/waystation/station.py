@@ -193,6 +193,15 @@ class Station:
     - ``hit_prior``: the probability of a hit ``waystation estimate`` assumes before any history.
     - ``side_effects = True`` for a station whose call changes something outside the lead (saves
       rows, sends messages): ``waystation estimate`` never runs it, even when it is free.
+    - ``gate``: whether later steps rely on its verdict (a DNC scrub, a phone gate): a gate that
+      cannot run holds the lead instead of letting it through (see :mod:`waystation.gates`).
+    - ``required_settings``: settings that must have a value for the station to work (e.g. an API
+      key); a missing one is refused before any lead runs, naming its environment variable.
+    - ``data_settings``: settings naming data files or directories; a relative path written in a
+      route is resolved against the route file's folder.
+
+    ``preflight()`` may check more, cheaply and without calling a vendor (e.g. that a data file
+    exists); it runs before any lead does.
 
     ``process(ctx)`` must not mutate anything it is given and must return an :class:`Outcome`.
     Import heavy dependencies (HTTP clients, parsers, drivers) inside methods or in ``open()`` so
@@ -210,6 +219,9 @@ class Station:
     breaker: ClassVar[BreakerPolicy | None] = None
     rate_limit: ClassVar[RateLimit | None] = None
     in_doubt: ClassVar[InDoubtPolicy] = "repay"
+    gate: ClassVar[bool] = False
+    required_settings: ClassVar[tuple[str, ...]] = ()
+    data_settings: ClassVar[tuple[str, ...]] = ()
     Settings: ClassVar[type[StationSettings]] = StationSettings
     cache_ttl: ClassVar[str | float | None] = None
     cacheable: ClassVar[bool] = True
@@ -235,6 +247,11 @@ class Station:
     def is_paid(cls) -> bool:
         """Whether a call may cost money (``paid`` if set, else ``cost > 0``)."""
         return cls.paid if cls.paid is not None else cls.cost > 0
+
+    def preflight(self) -> list[str]:
+        """Problems that stop this station from working, found cheaply before any lead runs (no
+        vendor call, no network): one line each, saying what to do. Default: none."""
+        return []
 
     async def open(self) -> None:
         """Called once before the first lead runs through this station (create clients here)."""

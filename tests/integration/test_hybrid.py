@@ -435,7 +435,13 @@ def check_invariants(results: list[LeadResult], report: Report, vendors: Vendors
     assert len(vendors.rapid_searches()) == sum(r.steps[SKIP].attempts for r in ran)
     # the gate: a Telnyx rejection stops DNC, income and save; a DNC listing stops income and save
     for r in results:
-        if r.steps[TELNYX].stop is not None:
+        if r.steps[TELNYX].stop is not None and (r.steps[TELNYX].cause or "").startswith("gate "):
+            # the gate could not run (no phone, vendor down, breaker open): it fails closed
+            assert r.status in ("held", "failed") and r.reason and r.reason.startswith(f"gate {TELNYX} did not pass")
+            for sid in (DNC, INCOME, SAVE):
+                assert (r.steps[sid].status, r.steps[sid].reason) == ("skipped", "stopped"), (r.lead_id, sid)
+            assert r.lead_id not in saved
+        elif r.steps[TELNYX].stop is not None:
             assert r.status == "stopped" and r.reason and "telnyx" in r.reason
             for sid in (DNC, INCOME, SAVE):
                 assert (r.steps[sid].status, r.steps[sid].reason) == ("skipped", "stopped"), (r.lead_id, sid)
@@ -504,10 +510,12 @@ async def test_hybrid_smart_on_hand_made_leads(vendors: Vendors, keys: None, tmp
     ann = by_id["H3"]
     assert ann.status == "stopped" and "fixed line" in (ann.reason or "")
     assert by_id["H5"].steps[TELNYX].reason == "missing_requirements"
+    # no phone found: the Telnyx gate cannot run, so the lead fails closed (never scrubbed or saved)
+    assert by_id["H5"].status == "failed" and by_id["H5"].cause == f"gate {TELNYX}: missing_requirements"
     assert by_id["H6"].data["line_type"] == "voip" and by_id["H6"].status == "succeeded"
     # DNC: Phil Brown's number is listed
     assert by_id["H4"].data["dnc_listed"] is True and by_id["H4"].status == "stopped"
-    assert saved == {"H1", "H2", "H5", "H6", "H7"}
+    assert saved == {"H1", "H2", "H6", "H7"}
     assert by_id["H1"].data.get("median_household_income") is not None
 
     # the money, per station and lead
@@ -590,7 +598,7 @@ async def test_cli_run_reports_what_the_vendors_were_paid(vendors: Vendors, tmp_
     assert len(vendors.rapid_searches()) == 4 and len(vendors.telnyx_lookups()) == 6
     for text in (proc.stdout, proc.stderr, out.read_text(encoding="utf-8"), report_path.read_text()):
         assert TELNYX_KEY not in text and RAPIDAPI_KEY not in text
-    assert saved_ids(tmp_path) == {"H1", "H2", "H5", "H6", "H7"}
+    assert saved_ids(tmp_path) == {"H1", "H2", "H6", "H7"}  # H5 has no phone: the Telnyx gate fails it closed
 
 
 def test_the_shipped_routes_compile_with_the_people_search_off() -> None:

@@ -54,12 +54,14 @@ class _Cli(click.Group):
             host = get_host(ctx)
         except CliError:  # reported when a command needs the host
             return
-        for impl in host.pm.hook.register_commands.get_hookimpls():
-            try:
-                impl.function(self) if list(impl.argnames) == ["cli"] else impl.function(cli=self)
-            except Exception as exc:
-                print_error(f"plugin {impl.plugin_name} failed to add its commands: {type(exc).__name__}: {exc}",
-                            label="warning")
+        from waystation.hookcall import HookFailure, call_each
+
+        def warn(failure: HookFailure) -> None:
+            print_error(f"plugin {failure.plugin} failed to add its commands: {type(failure.error).__name__}: "
+                        f"{failure.error}", label="warning")
+
+        # each implementation separately, with the arguments it declares (pluggy's rule)
+        call_each(host.pm, "register_commands", warn, cli=self)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._add_plugin_commands(ctx)

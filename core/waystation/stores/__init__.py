@@ -168,6 +168,7 @@ class BudgetLedger(BaseModel):
     """A run's spend, recomputed from its saved lead states (see the module docstring)."""
 
     run_id: str
+    lease_seconds: float = 900.0
     leads: int = 0
     finished: int = 0
     spent_micros: int = 0
@@ -201,7 +202,13 @@ class BudgetLedger(BaseModel):
         and charges the in-doubt cost instead). Returns ``budget``."""
         budget.spent_micros = self.spent_micros
         for intent in self.intents:  # negative ids: never confused with the engine's own holds
-            res = Reservation(next(_restored_ids), intent.micros, f"{intent.lead_id}/{intent.step_id}")
+            holder = f"{intent.lead_id}/{intent.step_id}"
+            if intent.expired:  # its process is gone: the call may have been billed, count it as spent
+                budget.spent_micros += intent.micros
+                budget.expired_spent[holder] = budget.expired_spent.get(holder, 0) + intent.micros
+                continue
+            lease = (intent.saved_at + self.lease_seconds) if intent.saved_at is not None else None
+            res = Reservation(next(_restored_ids), intent.micros, holder, lease, on_expiry="spend")
             budget.reservations[res.id] = res
         return budget
 
@@ -210,7 +217,7 @@ async def budget_ledger(store: CheckpointStore, run_id: str, *, lease_seconds: f
                         now: float | None = None) -> BudgetLedger:
     """Recompute a run's spend from its saved lead states (one pass, memory flat)."""
     now = time.time() if now is None else now
-    ledger = BudgetLedger(run_id=run_id)
+    ledger = BudgetLedger(run_id=run_id, lease_seconds=lease_seconds)
     from waystation.saved import check_state
 
     async for state in store.iter_states(run_id):

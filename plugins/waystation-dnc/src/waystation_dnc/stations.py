@@ -78,6 +78,7 @@ class DNCScrubStation(Station):
     """
 
     name = "DNCScrubStation"
+    gate = True  # later steps rely on its verdict: if it cannot run, the lead is held
     requires = ("phone",)
     optional = ("phone_valid", EVIDENCE_FIELD)
     provides = {"dnc_listed": bool, "dnc_lists": list[str], EVIDENCE_FIELD: list[dict[str, Any]]}

@@ -197,6 +197,7 @@ class TelnyxGatekeepStation(Station):
     """
 
     name = "TelnyxGatekeepStation"
+    gate = True  # later steps rely on its verdict: if it cannot run, the lead is held
     requires = ("phone",)
     optional = (EVIDENCE_FIELD,)
     provides = MappingProxyType({
