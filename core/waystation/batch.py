@@ -104,7 +104,6 @@ from waystation.deferral import run_settled
 from waystation.dial.export import ExportTally
 from waystation.engine import Engine, lead_id_of
 from waystation.errors import WaystationError
-from waystation.lead import STANDARD_INPUT_FIELDS
 from waystation.limits import MAX_FIELD_SIZE
 from waystation.metrics import Metrics
 from waystation.plan import Plan, compile_route, credential_overrides
@@ -181,9 +180,14 @@ class LeadReader:
 
     columns: list[str] | None = None
 
-    def __init__(self, path: Path, max_field_size: int = MAX_FIELD_SIZE) -> None:
+    def __init__(self, path: Path, max_field_size: int = MAX_FIELD_SIZE, *, encoding: str = "utf-8",
+                 delimiter: str = ",", mapping: Mapping[str, str] | None = None) -> None:
         self.path = path
         self.max_field_size = max_field_size
+        self.encoding = encoding
+        self.delimiter = delimiter
+        #: input column → lead field renames (``--map`` and the route's ``map:``)
+        self.mapping = dict(mapping or {})
         self.required: frozenset[str] = frozenset()
         self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
         self.size = os.fstat(self._f.fileno()).st_size
@@ -227,8 +231,8 @@ class LeadReader:
 class CsvReader(LeadReader):
     """CSV with a header row (RFC 4180 quoting, strict: bad quoting rejects the record)."""
 
-    def __init__(self, path: Path, max_field_size: int = MAX_FIELD_SIZE) -> None:
-        super().__init__(path, max_field_size)
+    def __init__(self, path: Path, max_field_size: int = MAX_FIELD_SIZE, **kw: Any) -> None:
+        super().__init__(path, max_field_size, **kw)
         self._raw: list[str] = []
         self._raw_len = 0
         self._first = True
@@ -251,7 +255,7 @@ class CsvReader(LeadReader):
         return CSV_LINE_FACTOR * self.max_field_size
 
     def _reader(self) -> _CsvRows:
-        return csv.reader(self._lines(), strict=True)
+        return csv.reader(self._lines(), strict=True, delimiter=self.delimiter)
 
     def _line(self) -> int:
         """The physical line number where the next record starts."""
@@ -275,7 +279,7 @@ class CsvReader(LeadReader):
             if size > self.line_limit:  # end this reader's input here; __iter__ rejects and restarts
                 self._overlong = (self._physical, size)
                 return
-            text = raw.decode("utf-8", "surrogateescape")
+            text = raw.decode(self.encoding, "surrogateescape")
             if self._first:
                 self._first = False
                 text = text.removeprefix("\ufeff")
@@ -305,7 +309,9 @@ class CsvReader(LeadReader):
                 raise BatchError(f"{self.path}:{line}: the header holds a NUL byte")
             for c in cols:
                 if _SURROGATE.search(c):
-                    raise BatchError(f"{self.path}:{line}: the header is not valid UTF-8")
+                    raise BatchError(f"{self.path}:{line}: the header is not valid {self.encoding} text: "
+                                     "if the file comes from a CRM export, try --encoding latin-1")
+            cols = [self.mapping.get(c, c) for c in cols]
             if any(not c for c in cols):
                 raise BatchError(f"{self.path}:{line}: the header has an empty column name "
                                  f"(column {cols.index('') + 1})")
@@ -354,7 +360,7 @@ class CsvReader(LeadReader):
                         error = f"a NUL byte in column {c!r}"
                         break
                     if _SURROGATE.search(v):
-                        error = f"invalid UTF-8 in column {c!r}"
+                        error = f"invalid {self.encoding} text in column {c!r} (try --encoding latin-1)"
                         break
             if error is None:
                 yield InputRecord(ordinal, line, dict(zip(cols, row, strict=True)))
@@ -383,9 +389,9 @@ class JsonlReader(LeadReader):
                 error = f"the line is {size:,} bytes, more than the limit of {self.max_field_size:,}"
             else:
                 try:
-                    text = raw.decode("utf-8")
+                    text = raw.decode(self.encoding)
                 except UnicodeDecodeError as exc:
-                    error = f"invalid UTF-8 at byte {exc.start + 1} of the line"
+                    error = f"invalid {self.encoding} text at byte {exc.start + 1} of the line (try --encoding latin-1)"
                 else:
                     lead, error = self._parse(text.removeprefix("\ufeff") if lineno == 1 else text)
             if error is None and lead is not None:
@@ -407,6 +413,8 @@ class JsonlReader(LeadReader):
         if not isinstance(obj, dict):
             kind = {list: "an array", str: "a string", bool: "a boolean"}.get(type(obj), "a " + type(obj).__name__)
             return None, f"expected a JSON object, got {kind}"
+        if self.mapping:
+            obj = {self.mapping.get(k, k): v for k, v in obj.items()}
         for k, v in obj.items():
             if isinstance(v, dict | list):
                 kind = "an object" if isinstance(v, dict) else "an array"
@@ -438,16 +446,16 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number a lead can hold")
 
 
-def open_reader(path: Path, fmt: Format, max_field_size: int = MAX_FIELD_SIZE) -> LeadReader:
-    """A streaming reader of ``path``."""
+def open_reader(path: Path, fmt: Format, max_field_size: int = MAX_FIELD_SIZE, **kw: Any) -> LeadReader:
+    """A streaming reader of ``path`` (``encoding``, ``delimiter``, ``mapping`` as keywords)."""
     if fmt == "csv":
-        return CsvReader(path, max_field_size)
-    return JsonlReader(path, max_field_size)
+        return CsvReader(path, max_field_size, **kw)
+    return JsonlReader(path, max_field_size, **kw)
 
 
-def jsonl_keys(path: Path, max_lines: int = 100) -> list[str] | None:
+def jsonl_keys(path: Path, max_lines: int = 100, **kw: Any) -> list[str] | None:
     """The keys of the first valid JSON object among the first lines of ``path``."""
-    reader = JsonlReader(path)
+    reader = JsonlReader(path, **kw)
     try:
         for rec in reader:
             if rec.error is None and rec.lead is not None:
@@ -628,6 +636,16 @@ class BatchConfig:
     escape_formulas: bool = True
     #: the run history store (``None``: :func:`waystation.history.default_history_url`); ``""``: keep none
     history: str | None = None
+    #: input column → lead field renames (``--map``; added to the route's ``map:``)
+    maps: dict[str, str] = field(default_factory=dict)
+    #: CSV field delimiter (``--delimiter``) and text encoding of the input (``--encoding``)
+    delimiter: str = ","
+    encoding: str = "utf-8"
+
+    def reader_options(self, route: Route) -> dict[str, Any]:
+        """Keyword arguments of :func:`open_reader` for this run."""
+        return {"encoding": self.encoding, "delimiter": self.delimiter,
+                "mapping": {**route.spec.map, **self.maps}}
 
     def output_path(self) -> Path:
         """``output``, or ``<input stem>.out.<ext>`` next to the input."""
@@ -722,27 +740,53 @@ def output_row(record: Mapping[str, Any] | None, data: Mapping[str, Any], provid
 
 
 def input_fields(cfg: BatchConfig, route: Route) -> tuple[Format, list[str] | None, list[str] | None]:
-    """The input format, the CSV header (``None`` for JSONL) and the fields to compile against."""
+    """The input format, the CSV header (``None`` for JSONL) and the input's real fields (CSV
+    header or first JSONL record, after ``--map``; ``None`` when no JSONL record could be read)."""
     fmt = detect_format(cfg.input, cfg.input_format)
     if not cfg.input.is_file():
         raise BatchError(f"{cfg.input}: no such file")
+    opts = cfg.reader_options(route)
     if fmt == "csv":
-        reader = CsvReader(cfg.input, cfg.max_field_size)
+        reader = CsvReader(cfg.input, cfg.max_field_size, **opts)
         reader.close()
         if not reader.columns:
             raise BatchError(f"{cfg.input}: empty file: a CSV input starts with a header row")
         return fmt, reader.columns, reader.columns
-    keys = jsonl_keys(cfg.input) or []
-    declared = route.spec.input
-    base = set(declared) if declared is not None else set(STANDARD_INPUT_FIELDS)
-    return fmt, None, sorted(base | set(keys))
+    keys = jsonl_keys(cfg.input, **opts)
+    if not keys:
+        return fmt, None, None
+    return fmt, None, sorted(set(keys) | set(route.spec.input or ()))
 
 
 def compile_for_input(cfg: BatchConfig, host: PluginHost) -> tuple[Route, Plan, Format, list[str] | None]:
-    """Load the route and compile it against the input's columns (raises ``RouteError``)."""
+    """Load the route, compile it and run the preflight checks against the input's real columns
+    (:mod:`waystation.preflight`); raises ``RouteError`` listing every problem. Preflight
+    warnings are added to ``plan.warnings``."""
+    from waystation.errors import RouteError
+    from waystation.preflight import preflight
+
     route = Route.from_file(cfg.route)
     fmt, header, fields = input_fields(cfg, route)
-    return route, compile_route(route, host, fields), fmt, header
+    if fields is None:  # nothing readable yet: the standard input fields (or the route's input:)
+        plan = compile_route(route, host, None)
+    else:
+        # every required field counts as present for compiling: preflight reports a missing
+        # input column itself, with the closest column and the --map that fixes it
+        plan = compile_route(route, host, set(fields) | _all_required(route, host))
+    found = preflight(plan, fields, what=str(cfg.input), delimiter=cfg.delimiter)
+    if found.errors:
+        raise RouteError(found.errors)
+    plan.warnings.extend(found.warnings)
+    return route, plan, fmt, header
+
+
+def _all_required(route: Route, host: PluginHost) -> set[str]:
+    out: set[str] = set()
+    for spec in route.spec.steps:
+        cls = host.get(spec.station)
+        if cls is not None:
+            out.update(cls.requires)
+    return out
 
 
 def _size(path: Path) -> int:
@@ -806,6 +850,12 @@ class BatchRunner:
             parts += ["--max-field-size", str(c.max_field_size)]
         if not c.escape_formulas:
             parts += ["--csv-formulas", "keep"]
+        for src, dst in c.maps.items():
+            parts += ["--map", f"{src}={dst}"]
+        if c.delimiter != ",":
+            parts += ["--delimiter", c.delimiter]
+        if c.encoding != "utf-8":
+            parts += ["--encoding", c.encoding]
         return shlex.join(parts)
 
     def request_stop(self, signum: int | None = None) -> None:
@@ -894,7 +944,7 @@ class BatchRunner:
             meta = {}
             started_at = now
         if out_fmt == "csv" and not columns:
-            base = header if header is not None else (jsonl_keys(cfg.input) or [])
+            base = header if header is not None else (jsonl_keys(cfg.input, **cfg.reader_options(route)) or [])
             columns = output_columns(plan, base)
         self.resume_command = self.command(run_id)
         meta.update({
@@ -932,7 +982,7 @@ class BatchRunner:
             observers += [metrics, ResilienceMetrics(metrics.registry)]
         engine = Engine(plan, self.host, checkpointer=store, run_id=run_id, batch_budget=batch_budget,
                         observers=observers)
-        reader = open_reader(cfg.input, fmt, cfg.max_field_size)
+        reader = open_reader(cfg.input, fmt, cfg.max_field_size, **cfg.reader_options(route))
         reader.required = frozenset(plan.requirements())
         self._provided = provided_fields(plan)
         output = OutputWriter(out_path, out_fmt, columns, out_offset, escape_formulas=cfg.escape_formulas)

@@ -138,6 +138,12 @@ def check(ctx: click.Context, route: str, as_json: bool, input_fields: str | Non
         plan = compile_route(Route.from_file(route), host, fields)
     except RouteError as exc:
         raise route_error(exc) from None
+    from waystation.preflight import preflight
+
+    found = preflight(plan, fields)  # keys and data files of every station, fields in conditions
+    if found.errors:
+        raise route_error(RouteError(found.errors), "refused by preflight: fix these and check again") from None
+    plan.warnings.extend(found.warnings)
     if as_json:  # warnings are in the JSON
         click.echo(json.dumps({"route": plan.name, "budget": plan.budget, "steps": plan.describe(),
                                "warnings": [str(w) for w in plan.warnings]}, indent=2))

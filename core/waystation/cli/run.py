@@ -48,16 +48,18 @@ def _print_plan(plan: Plan, cfg: BatchConfig, fmt: str, header: list[str] | None
         console.print(line, markup=False)
 
     needed = sorted(plan.requirements())
-    keys = header if header is not None else jsonl_keys(cfg.input)
+    keys = header if header is not None else jsonl_keys(cfg.input, **cfg.reader_options(plan.route))
     console.print(f"input {cfg.input} ({fmt}): " + (f"columns {', '.join(header)}" if header is not None
                                                      else f"JSON lines; first record: {', '.join(keys or [])}"),
                   markup=False)
     missing = [f for f in needed if keys is None or f not in keys]
-    if missing:  # only JSONL gets here: a CSV header without a required column fails to compile
+    if missing:  # JSONL with no readable first record
         console.print(f"required input fields: {', '.join(needed)} — the first record lacks "
                       f"{', '.join(missing)}: records without them will be rejected", markup=False)
     else:
         console.print(f"required input fields: {', '.join(needed) or 'none'} — ok", markup=False)
+    console.print("preflight (input columns, settings and keys, data files, conditions): ok"
+                  + (f", {len(plan.warnings)} warning(s)" if plan.warnings else ""), markup=False)
     if header is not None:
         console.print(f"output {cfg.output_path()}: columns {', '.join(output_columns(plan, header))}",
                       markup=False)
@@ -105,13 +107,24 @@ def _print_plan(plan: Plan, cfg: BatchConfig, fmt: str, header: list[str] | None
 @click.option("--history", "history_url", default=None, envvar="WAYSTATION_HISTORY",
               help="Run history store: sqlite:///path or postgresql+psycopg://... (default: the checkpoint "
                    "SQLite file).")
+@click.option("--map", "maps", multiple=True, metavar="'COLUMN=field'",
+              help="Read input column COLUMN as lead field `field`, e.g. --map 'Phone Number=phone' "
+                   "(repeatable; adds to the route's map:).")
+@click.option("--delimiter", default=",", show_default=True,
+              help="CSV field delimiter: ',', ';', '|', or '\\t' (also 'tab') for tab-separated files.")
+@click.option("--encoding", default="utf-8", show_default=True,
+              help="Text encoding of the input, e.g. latin-1 (cp1252) for many CRM exports.")
+@click.option("--fail-on", "fail_on", default=None, metavar="RULES",
+              help="Exit 4 when too many leads did not pass: e.g. 'failed>5%', 'held>0', "
+                   "'failed+held>=10' (comma-separated; 'none' turns it off). Default: held>0.")
 @click.pass_context
 def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path | None, rejects: Path | None,
                 input_format: str | None, output_format: str | None, concurrency: int,
                 budget_total: float | None, checkpoint: str, run_id: str | None, resume: str | None,
                 limit: int | None, dry_run: bool, report_path: Path | None, metrics_port: int | None,
                 metrics_addr: str, grace: float, max_field_size: int, csv_formulas: str,
-                progress: bool | None, history_url: str | None) -> None:
+                progress: bool | None, history_url: str | None, maps: tuple[str, ...], delimiter: str,
+                encoding: str, fail_on: str | None) -> None:
     """Run every lead of INPUT (CSV or JSONL) through ROUTE, with checkpoints.
 
     \b
@@ -120,17 +133,35 @@ def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path 
     leads also go to the rejects file with their input line number and error.
     Ctrl-C / SIGTERM: in-flight leads finish (up to --grace s), the resume command is
     printed, exit 130 / 143. A second Ctrl-C exits at once.
-    Exit status: 0 done (even with failed or rejected leads), 1 the batch broke off
-    (e.g. the checkpoint store failed; resume it), 2 bad route/input/options,
-    3 missing dependency or unreachable service, 130/143 interrupted.
+    Before any lead runs, preflight checks the input's columns against the route
+    (--map renames columns), the delimiter (--delimiter) and the stations' keys and
+    data files, and refuses with every problem at once (exit 2).
+    Held leads (a gate could not run, the batch budget ran out) are retried by --resume.
+    Exit status: 0 done, 1 the batch broke off (e.g. the checkpoint store failed; resume it),
+    2 bad route/input/options or refused by preflight, 3 missing dependency or unreachable
+    service, 4 a --fail-on rule was met (default held>0), 130/143 interrupted.
     """
+    import codecs
+
     from waystation.batch import BatchConfig, BatchError, BatchRunner, compile_for_input
     from waystation.cli.report_view import print_report
     from waystation.errors import RouteError
+    from waystation.failon import DEFAULT_FAIL_ON, EXIT_FAIL_ON, check_fail_on, parse_fail_on
+    from waystation.preflight import parse_maps
 
     console, err_console = _consoles()
     if resume and run_id:
         raise click.UsageError("--resume and --run-id do not go together (--resume names the run)")
+    try:
+        rules = parse_fail_on(DEFAULT_FAIL_ON if fail_on is None else fail_on)
+        mapping = parse_maps(maps)
+        codecs.lookup(encoding)
+    except (ValueError, LookupError) as exc:
+        raise click.UsageError(str(exc) if not isinstance(exc, LookupError) else
+                               f"--encoding {encoding!r}: unknown encoding (try utf-8 or latin-1)") from None
+    delimiter = {"\\t": "\t", "tab": "\t", "\t": "\t"}.get(delimiter, delimiter)
+    if len(delimiter) != 1:
+        raise click.UsageError(f"--delimiter {delimiter!r}: one character, e.g. ';' or '\\t'")
     host = _host(ctx)
     cfg = BatchConfig(
         route=route, input=input_file, output=output, rejects=rejects, input_format=input_format,
@@ -141,6 +172,7 @@ def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path 
         checkpoint_from_env=ctx.get_parameter_source("checkpoint") is click.core.ParameterSource.ENVIRONMENT,
         escape_formulas=csv_formulas == "escape",
         history=history_url,
+        maps=mapping, delimiter=delimiter, encoding=encoding,
     )
 
     try:
@@ -160,8 +192,9 @@ def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path 
         ctx.exit(130)
         return
     except RouteError as exc:
-        raise route_error(exc, "fix the route or the input; `waystation run --dry-run ROUTE INPUT` checks "
-                               "both without calling anything") from None
+        raise route_error(exc, "refused before any lead ran: fix the route or the input (--map, --delimiter, "
+                               "--encoding, keys); `waystation run --dry-run ROUTE INPUT` checks both without "
+                               "calling anything") from None
     except (BatchError, ValueError, OSError) as exc:
         known = translate(exc)
         if known is not None:
@@ -180,6 +213,19 @@ def run_command(ctx: click.Context, route: Path, input_file: Path, output: Path 
         err_console.print(f"  {result.resume_command}", markup=False, highlight=False, soft_wrap=True)
         sys.stdout.flush()
         ctx.exit(result.exit_code)
+        return
+    held = result.report.leads.get("held", 0)
+    if held:
+        err_console.print(f"{held} lead(s) held (a gate could not run, or the batch budget ran out): they are "
+                          "not done; retry them (raise --budget-total if the budget held them) with:",
+                          markup=False, highlight=False)
+        err_console.print(f"  {runner.resume_command}", markup=False, highlight=False, soft_wrap=True)
+    met = check_fail_on(rules, result.report.leads)
+    if met:
+        for why in met:
+            err_console.print(f"[red]error[/red] --fail-on: {why}", highlight=False)
+        sys.stdout.flush()
+        ctx.exit(EXIT_FAIL_ON)
 
 
 @click.command("report")

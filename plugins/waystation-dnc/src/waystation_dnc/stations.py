@@ -33,7 +33,9 @@ CHECK_OF = {"federal": "federal_dnc", "internal": "internal_dnc", "litigator": "
 class DNCSettings(StationSettings):
     """Settings of :class:`DNCScrubStation` (route ``settings:`` or ``WAYSTATION_DNC_*`` variables).
 
-    Relative paths are resolved against the current working directory of the process.
+    Relative paths of the registry files written in a route are resolved against the route
+    file's folder (so a route runs the same from any directory); the ``store`` path and values from
+    environment variables are resolved against the current working directory.
     """
 
     model_config = SettingsConfigDict(env_prefix="WAYSTATION_DNC_", extra="forbid", frozen=True,
@@ -79,6 +81,7 @@ class DNCScrubStation(Station):
 
     name = "DNCScrubStation"
     gate = True  # later steps rely on its verdict: if it cannot run, the lead is held
+    data_settings = ("federal_files", "change_files", "internal_files", "litigator_files")
     requires = ("phone",)
     optional = ("phone_valid", EVIDENCE_FIELD)
     provides = {"dnc_listed": bool, "dnc_lists": list[str], EVIDENCE_FIELD: list[dict[str, Any]]}
@@ -97,6 +100,16 @@ class DNCScrubStation(Station):
         """The settings, typed."""
         assert isinstance(self.settings, DNCSettings)
         return self.settings
+
+    def preflight(self) -> list[str]:
+        """Every configured registry file or directory exists (checked before any lead runs)."""
+        problems = []
+        for key in self.data_settings:
+            for path in getattr(self.config, key):
+                if not Path(path).exists():
+                    problems.append(f"{key}: {path} does not exist (relative paths in a route are read from "
+                                    "the route file's folder)")
+        return problems
 
     async def open(self) -> None:
         """Import the configured registry files (once each), then open the store for lookups."""

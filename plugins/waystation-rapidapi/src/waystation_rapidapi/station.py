@@ -338,6 +338,7 @@ class SkipTracingStation(Station):
     """
 
     name = "SkipTracingStation"
+    required_settings = ("api_key",)  # refused before any lead runs when RAPIDAPI_KEY is not set
     requires = ()
     optional = ("first_name", "last_name", "full_name", "name", "city", "state", "zipcode", "zip", "phone",
                 "email", "age")

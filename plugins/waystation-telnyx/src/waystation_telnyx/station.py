@@ -198,6 +198,7 @@ class TelnyxGatekeepStation(Station):
 
     name = "TelnyxGatekeepStation"
     gate = True  # later steps rely on its verdict: if it cannot run, the lead is held
+    required_settings = ("api_key",)  # refused before any lead runs when TELNYX_API_KEY is not set
     requires = ("phone",)
     optional = (EVIDENCE_FIELD,)
     provides = MappingProxyType({
