@@ -169,7 +169,8 @@ async def test_bad_jsonl_lines_are_rejected(tmp_path: Path) -> None:
         assert rejects[4]["reason"].startswith("invalid UTF-8")
         assert "more than the limit" in rejects[5]["reason"]
         assert vendor.total("lookup") == 2  # rejected leads never reached a station
-        assert res.report.leads == {"succeeded": 2, "stopped": 0, "held": 0, "failed": 0, "rejected": 6, "unfinished": 0}
+        assert res.report.leads == {"succeeded": 2, "stopped": 0, "held": 0, "failed": 0, "rejected": 6,
+                                    "unfinished": 0}
 
 
 async def test_csv_header_without_a_required_column_is_refused(tmp_path: Path) -> None:

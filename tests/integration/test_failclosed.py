@@ -55,7 +55,7 @@ def saved(db: Path, table: str = "leads") -> set[str]:
         return set()
     with sqlite3.connect(db) as conn:
         try:
-            return {r[0] for r in conn.execute(f"SELECT lead_id FROM {table}")}  # noqa: S608 - test table name
+            return {r[0] for r in conn.execute(f"SELECT lead_id FROM {table}")}
         except sqlite3.OperationalError:
             return set()
 

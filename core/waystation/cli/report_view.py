@@ -58,6 +58,11 @@ def print_report(report: Report, fmt: str | None = None, *, more: str = "--forma
     budget = f" of {_money(report.budget_total)}" if report.budget_total is not None else ""
     elapsed = f"; {report.elapsed:.1f} s" if report.elapsed is not None and report.source == "run" else ""
     click.echo(f"leads: {report.lead_total} ({leads}); total cost {_money(report.total_cost)}{budget}{elapsed}")
+    if report.causes:  # why leads stopped, were held or failed: gate, budget, fault
+        click.echo("by cause: " + ", ".join(f"{k} {v}" for k, v in report.causes.items()))
+    if report.overrun:
+        click.echo(f"overrun: {_money(report.overrun)} booked above what was reserved (a station cost more "
+                   "than it declared)")
     if report.dial:  # dial verdicts as exported (docs/compliance.md)
         verdicts = ", ".join(f"{k} {v}" for k, v in report.dial.get("verdicts", {}).items()) or "none"
         reasons = ", ".join(f"{k} {v}" for k, v in report.dial.get("reasons", {}).items()) or "-"
