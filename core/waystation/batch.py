@@ -171,6 +171,11 @@ def detect_format(path: Path, given: str | None = None) -> Format:
                      "use --format csv or --format jsonl")
 
 
+def _label(encoding: str) -> str:
+    """``UTF-8`` for the UTF-8 spellings, else the encoding as given."""
+    return "UTF-8" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+
+
 def _clean(value: str) -> str:
     return _SURROGATE.sub("\ufffd", value)
 
@@ -309,7 +314,7 @@ class CsvReader(LeadReader):
                 raise BatchError(f"{self.path}:{line}: the header holds a NUL byte")
             for c in cols:
                 if _SURROGATE.search(c):
-                    raise BatchError(f"{self.path}:{line}: the header is not valid {self.encoding} text: "
+                    raise BatchError(f"{self.path}:{line}: the header is not valid {_label(self.encoding)}: "
                                      "if the file comes from a CRM export, try --encoding latin-1")
             cols = [self.mapping.get(c, c) for c in cols]
             if any(not c for c in cols):
@@ -360,7 +365,7 @@ class CsvReader(LeadReader):
                         error = f"a NUL byte in column {c!r}"
                         break
                     if _SURROGATE.search(v):
-                        error = f"invalid {self.encoding} text in column {c!r} (try --encoding latin-1)"
+                        error = f"invalid {_label(self.encoding)} in column {c!r} (try --encoding latin-1)"
                         break
             if error is None:
                 yield InputRecord(ordinal, line, dict(zip(cols, row, strict=True)))
@@ -391,7 +396,8 @@ class JsonlReader(LeadReader):
                 try:
                     text = raw.decode(self.encoding)
                 except UnicodeDecodeError as exc:
-                    error = f"invalid {self.encoding} text at byte {exc.start + 1} of the line (try --encoding latin-1)"
+                    error = (f"invalid {_label(self.encoding)} at byte {exc.start + 1} of the line "
+                             "(try --encoding latin-1)")
                 else:
                     lead, error = self._parse(text.removeprefix("\ufeff") if lineno == 1 else text)
             if error is None and lead is not None:

@@ -154,19 +154,27 @@ class HookCaller:
             raise TypeError(f"it asks for argument(s) {', '.join(missing)} that hook {name} does not have")
         return impl.function(*[kwargs[a] for a in impl.argnames])
 
+    async def _one(self, name: str, impl: _Impl, kwargs: dict[str, Any], on_error: OnError | None
+                   ) -> tuple[bool, Any]:
+        """Call one implementation (awaiting what it returns): ``(True, result)``, or ``(False,
+        None)`` when it raised (the error is contained and reported)."""
+        try:
+            res = self._start(name, impl, kwargs)
+            if inspect.isawaitable(res):
+                res = await res
+        except Exception as exc:
+            self._fail(name, impl, exc, on_error)
+            return False, None
+        return True, res
+
     async def results(self, name: str, on_error: OnError | None = None, **kwargs: Any
                       ) -> list[tuple[str, Any]]:
         """Call every implementation; returns ``(plugin, result)`` of those that did not raise."""
         out: list[tuple[str, Any]] = []
         for impl in self.impls(name):
-            try:
-                res = self._start(name, impl, kwargs)
-                if inspect.isawaitable(res):
-                    res = await res
-            except Exception as exc:
-                self._fail(name, impl, exc, on_error)
-                continue
-            out.append((impl.plugin, res))
+            ok, res = await self._one(name, impl, kwargs, on_error)
+            if ok:
+                out.append((impl.plugin, res))
         return out
 
     async def notify(self, name: str, on_error: OnError | None = None, **kwargs: Any) -> None:
@@ -178,14 +186,8 @@ class HookCaller:
         """*firstresult*: ``(plugin, result)`` of the first implementation answering non-``None``;
         one that raises is skipped (and reported) and the next one is asked."""
         for impl in self.impls(name):
-            try:
-                res = self._start(name, impl, kwargs)
-                if inspect.isawaitable(res):
-                    res = await res
-            except Exception as exc:
-                self._fail(name, impl, exc, on_error)
-                continue
-            if res is not None:
+            ok, res = await self._one(name, impl, kwargs, on_error)
+            if ok and res is not None:
                 return impl.plugin, res
         return None
 

@@ -137,7 +137,7 @@ async def test_bad_csv_rows_are_rejected_with_line_numbers(tmp_path: Path) -> No
     assert reasons[1] == "the row has 2 fields, the header has 3"
     assert reasons[2] == "the row has 4 fields, the header has 3"
     assert reasons[3] == "line 6 is 10,485,774 bytes, longer than the limit of 4,194,304 (4 x --max-field-size)"
-    assert reasons[4] == "invalid UTF-8 in column 'name'"
+    assert reasons[4] == "invalid UTF-8 in column 'name' (try --encoding latin-1)"
     assert all(len(r["raw"]) <= 2000 for r in rejects)
     assert res.report.leads["rejected"] == 5 and res.report.leads["succeeded"] == 3
 
@@ -176,7 +176,7 @@ async def test_bad_jsonl_lines_are_rejected(tmp_path: Path) -> None:
 async def test_csv_header_without_a_required_column_is_refused(tmp_path: Path) -> None:
     inp = tmp_path / "leads.csv"
     inp.write_text("id,city\nL1,Boston\n")
-    with pytest.raises(RouteError, match="requires field 'name'"):
+    with pytest.raises(RouteError, match=r"requires 'name', which .* does not have; its columns: id, city"):
         await run_batch(cfg(tmp_path, paid_route(tmp_path, "http://127.0.0.1:9"), inp), host())
 
 

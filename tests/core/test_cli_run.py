@@ -66,7 +66,7 @@ def test_dry_run_checks_columns_and_calls_nothing(tmp_path: Path) -> None:
         bad.write_text("id,city\nL1,Boston\n")
         res = waystation("run", str(route), str(bad), "--dry-run")
         assert res.returncode == 2
-        assert "requires field 'name'" in res.stderr
+        assert "requires 'name'" in res.stderr
 
 
 def test_run_then_report_command(tmp_path: Path) -> None:
