@@ -16,7 +16,8 @@ breaker open                   ``held``        retried (a fault)
 the call failed (after its     ``held``        retried, for faults: ``transient``, ``timeout``,
 retries)                                       ``server_error``, ``throttled``, ``connection``,
                                                ``auth`` (e.g. no API key), ``blocked``,
-                                               ``exhausted``, ``error`` (an unexpected exception)
+                                               ``exhausted``, ``bad_request`` (a configuration
+                                               error), ``error`` (an unexpected exception)
 the call failed permanently    ``failed``      not retried (``permanent``, ``invalid_output``)
 its required inputs missing    ``failed``      not retried (fix the input; see preflight)
 the lead budget had no room    ``failed``      not retried (raise the route's ``budget``)

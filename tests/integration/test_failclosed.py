@@ -226,7 +226,7 @@ def test_a_gate_vendor_down_for_good_holds_the_leads_and_resume_retries_them(
     route = elsewhere / "gated.yaml"
     route.write_text(
         "name: GATED\nsteps:\n  - station: IdentityResolutionStation\n"
-        f"  - station: TelnyxGatekeepStation\n    settings: {{base_url: '{url}'}}\n"
+        f"  - station: TelnyxGatekeepStation\n    settings: {{base_url: '{url}', allow_hosts: ['127.0.0.1']}}\n"
         "    retry: {max_attempts: 2, base_delay: 0, jitter: 0}\n"
         "    breaker: {failure_threshold: 3, reset_after: 3600}\n"
         "    rate_limit: {per_second: 1000, concurrent: 4}\n"
