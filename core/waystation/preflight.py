@@ -146,7 +146,7 @@ def check_settings(plan: Plan) -> list[Problem]:
 
 def _normalizer(ps: PlannedStep, f: str) -> bool:
     """Whether ``ps`` reads ``f`` and gives it back (so ``f`` must come from the input)."""
-    return f in ps.uses or f in ps.requires
+    return f in ps.optional or f in ps.requires
 
 
 def check_input(plan: Plan, columns: Sequence[str], what: str = "the input") -> PreflightResult:
