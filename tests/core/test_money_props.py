@@ -7,7 +7,8 @@ numbers of leads in flight and random budgets. At the end of every example:
 
 - no reservation is held, in any budget;
 - the spend booked equals the sum of what the toy vendors billed;
-- no budget is ever exceeded (spend <= limit, no overrun).
+- no budget is ever exceeded (spend <= limit, no overrun);
+- the same for a budget shared with other processes (a worker fleet's), when there is one.
 """
 
 from __future__ import annotations
@@ -136,6 +137,42 @@ class Chaos:
         return "nonsense" if w.rnd.random() < 0.1 else None
 
 
+class FakeShared:
+    """A budget shared with other processes (like a worker fleet's), with awaits inside every
+    operation so that cancellations can land in the middle of them."""
+
+    def __init__(self, limit: float | None) -> None:
+        self.limit = None if limit is None else to_micros(limit)
+        self.held: dict[str, int] = {}
+        self.spent = 0
+
+    async def reserve(self, holder: str, amount: float) -> bool:
+        await asyncio.sleep(0)
+        micros = to_micros(amount)
+        if self.limit is not None and self.spent + sum(self.held.values()) + micros > self.limit:
+            return False
+        assert holder not in self.held, f"{holder} reserved twice"
+        self.held[holder] = micros
+        return True
+
+    async def settle(self, holder: str, amount: float) -> None:
+        await asyncio.sleep(0)
+        self.held.pop(holder)
+        self.spent += to_micros(amount)
+
+    async def release(self, holder: str) -> None:
+        await asyncio.sleep(0)
+        self.held.pop(holder)
+
+    async def charge(self, amount: float) -> None:
+        await asyncio.sleep(0)
+        self.spent += to_micros(amount)
+
+    async def charge_in_doubt(self, holder: str, amount: float) -> None:
+        self.held.pop(holder, None)
+        self.spent += to_micros(amount)
+
+
 class FlakyStore:
     """An in-memory checkpointer whose saves fail now and then."""
 
@@ -168,11 +205,13 @@ step_st = st.tuples(st.sampled_from([0.0, 0.0, 0.01, 0.02, 0.05]), st.integers(1
     p_hook=st.sampled_from([0.0, 0.1, 0.4]),
     p_cancel=st.sampled_from([0.0, 0.0, 0.05, 0.2]),
     p_save=st.sampled_from([0.0, 0.0, 0.1]),
+    shared_limit=st.one_of(st.none(), st.just(-1.0), st.sampled_from([0.0, 0.03, 0.2])),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_money_is_booked_exactly(steps: list[tuple[float, int, bool]], leads: int, inflight: int,
                                  lead_budget: float | None, batch_budget: float | None, p_fail: float,
-                                 p_hook: float, p_cancel: float, p_save: float, seed: int) -> None:
+                                 p_hook: float, p_cancel: float, p_save: float, shared_limit: float | None,
+                                 seed: int) -> None:
     global WORLD
     world = WORLD = World(random.Random(seed), p_fail, p_hook, p_cancel, p_save)
     stations = [toy(f"s{i}", cost, attempts) for i, (cost, attempts, _) in enumerate(steps)]
@@ -185,9 +224,12 @@ def test_money_is_booked_exactly(steps: list[tuple[float, int, bool]], leads: in
     host.pm.register(Chaos(), name="chaos")
     batch = Budget(batch_budget, name="batch")
     lead_budgets: list[Budget] = []
+    # -1: no shared budget; None: an unlimited one; else its limit
+    shared = None if shared_limit == -1.0 else FakeShared(shared_limit)
 
     async def main() -> None:
-        engine = Engine.from_text(text, host=host, checkpointer=FlakyStore(), batch_budget=batch)
+        engine = Engine.from_text(text, host=host, checkpointer=FlakyStore(), batch_budget=batch,
+                                  shared_budget=shared)
         sem = asyncio.Semaphore(inflight)
         orig_run = engine.run
 
@@ -221,6 +263,10 @@ def test_money_is_booked_exactly(steps: list[tuple[float, int, bool]], leads: in
     if batch.limit is not None:
         assert batch.spent_micros <= batch.limit_micros
     assert sum(b.spent_micros for b in lead_budgets) == world.billed_micros
+    if shared is not None:
+        assert shared.held == {} and shared.spent == world.billed_micros
+        if shared.limit is not None:
+            assert shared.spent <= shared.limit
     for b in lead_budgets:
         assert b.reservations == {}
         assert b.overrun_micros == 0
