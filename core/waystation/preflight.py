@@ -1,6 +1,6 @@
 """Preflight: everything that can be known before the first lead runs, checked then, all at once.
 
-``waystation check ROUTE``, ``waystation run --dry-run`` and the start of every ``run`` call
+``waystation check ROUTE``, ``waystation run --dry-run`` and the start of every ``run`` and ``enqueue`` call
 :func:`preflight`. Each problem is one line that says what to do:
 
 - **Input columns** (when the input file is known): a field a step requires that neither the
