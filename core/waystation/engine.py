@@ -765,10 +765,13 @@ class Engine:
                     await throttle.pause(wait)  # type: ignore[union-attr]
                 raise
 
+        last_error: BaseException | None = None
+
         async def attempt(n: int) -> Outcome:
-            nonlocal holding, tripped, called
+            nonlocal holding, tripped, called, last_error
             if ps.cost > 0 and money.hold is None and not await money.reserve():
-                raise NoRoom(f"the budget has no room for another attempt of {name} (${ps.cost:g})",
+                why = f" after attempt {n - 1} failed: {_error_text(last_error)}" if last_error else ""
+                raise NoRoom(f"the budget has no room for another attempt of {name} (${ps.cost:g}){why}",
                              money.refused_by is not None and money.refused_by is not rc.budget)
             ctx.attempt = n
             rec.attempts = n
@@ -792,6 +795,7 @@ class Engine:
                     bad.incurred_cost = out.cost if isinstance(out, Outcome) else money.reserved  # type: ignore[attr-defined]
                     raise
             except BaseException as exc:
+                last_error = exc
                 if called and isinstance(exc, Exception):
                     incurred = getattr(exc, "incurred_cost", 0.0)
                     if incurred and isinstance(incurred, int | float) and not isinstance(incurred, bool):
