@@ -188,14 +188,14 @@ def _merge_policy(model: type[BaseModel], base: BaseModel | None, override: Mapp
     return model.model_validate(data)
 
 
-def resolve_data_paths(cls: type[Station], values: Mapping[str, Any], route_file: str | None
+def resolve_data_paths(cls: type[Station], values: Mapping[str, Any], folder: str | None
                        ) -> dict[str, Any]:
-    """``values`` with the relative paths of ``cls.data_settings`` resolved against the folder of
-    ``route_file`` (a route run from any directory reads the same files)."""
+    """``values`` with the relative paths of ``cls.data_settings`` resolved against ``folder``
+    (the route file's: a route run from any directory reads the same files)."""
     out = dict(values)
-    if not route_file:
+    if not folder:
         return out
-    base = Path(route_file).resolve().parent
+    base = Path(folder)
 
     def fix(v: Any) -> Any:
         if isinstance(v, str) and v and "://" not in v and not Path(v).expanduser().is_absolute():
@@ -310,7 +310,7 @@ class _Compiler:
             ps.timeout = spec.timeout if spec.timeout is not None else cls.timeout
             ps.in_doubt = spec.in_doubt or cls.in_doubt
             try:
-                ps.settings = _settings_for(cls, resolve_data_paths(cls, spec.settings, self.route.file))
+                ps.settings = _settings_for(cls, resolve_data_paths(cls, spec.settings, self.route.data_dir))
                 ps.secrets = tuple(ps.settings.secret_values())
                 if spec.cost is None:
                     ps.cost = float(cls.declared_cost(ps.settings))

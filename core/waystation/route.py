@@ -312,6 +312,9 @@ class Route:
         self.spec = spec
         self.file = file
         self.positions = positions or {}
+        #: The folder relative data paths of the route are read from (see :attr:`data_dir`); set it
+        #: for a route loaded from text that came from a file (a worker's stored route).
+        self.base_dir: str | None = None
         #: Problems that do not stop the route (deprecated spellings); the plan reports them.
         self.warnings: list[Problem] = []
 
@@ -319,6 +322,17 @@ class Route:
     def name(self) -> str:
         """The route's name."""
         return self.spec.name
+
+    @property
+    def data_dir(self) -> str | None:
+        """The folder that relative data paths in the route (a station's ``data_settings``) are
+        resolved against: :attr:`base_dir`, else the route file's folder, else ``None`` (the
+        current directory)."""
+        if self.base_dir:
+            return self.base_dir
+        if self.file and not self.file.startswith("<"):
+            return str(Path(self.file).resolve().parent)
+        return None
 
     def position(self, *loc: str | int) -> Position | None:
         """The (line, column) of the value at ``loc``, or of its nearest enclosing value."""

@@ -76,10 +76,6 @@ def enqueue_command(ctx: click.Context, route: Path, input_path: Path, redis_url
     from waystation.worker.runs import enqueue_file
 
     try:
-        from waystation.batch import BatchConfig, compile_for_input
-
-        # preflight, as `run` does: the input's real columns, keys and data files, conditions
-        compile_for_input(BatchConfig(route=route, input=input_path, input_format=fmt), get_host(ctx))
         with service("Redis", redis_url):
             done = enqueue_file(cfg, route, input_path, host=get_host(ctx), input_format=fmt,
                                 budget_total=budget_total, run_id=run_id)

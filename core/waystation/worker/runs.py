@@ -53,6 +53,7 @@ def enqueue_file(cfg: WorkerConfig, route_path: Path, input_path: Path, *, host:
     client = state_client(cfg)
     base = header if header is not None else []
     meta = {"route_name": plan.name, "route": route_path.read_text(encoding="utf-8"),
+            "route_dir": str(route_path.resolve().parent),  # its relative data paths are read from there
             "input": str(input_path), "format": fmt, "queue": cfg.queue,
             "budget_total": "" if budget_total is None else repr(budget_total),
             "steps": [[s.id, s.spec.station] for s in plan.steps],

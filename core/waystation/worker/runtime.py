@@ -179,6 +179,7 @@ class Runtime:
                 raise RunUnavailable(f"run {run_id!r} is not known under prefix {self.cfg.prefix!r} "
                                      "(expired, or enqueued elsewhere)")
             route = Route.from_text(meta["route"], f"<route of run {run_id}>")
+            route.base_dir = meta.get("route_dir") or None  # relative data paths, as at enqueue
             plan = compile_route(route, self.host)
             if self.cfg.share_state:
                 share_by_default(plan)
