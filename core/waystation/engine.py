@@ -54,7 +54,7 @@ from waystation.result import LeadResult, Provenance, RunContext, StepRecord
 from waystation.route import Route
 from waystation.saved import restore_context
 from waystation.station import Outcome, Station, StepContext, Stop
-from waystation.stepmoney import SHARED, StepMoney
+from waystation.stepmoney import SHARED, SharedBudget, StepMoney
 
 log = logging.getLogger("waystation.engine")
 
@@ -76,33 +76,6 @@ class Checkpointer(Protocol):
         A checkpointer may also offer ``save_nowait(run_id, lead_id, state)``: queue a save in
         order without waiting. The engine uses it after free steps only (a lost free step just
         runs again); paid steps and the end of a lead always wait for ``save``."""
-        ...
-
-
-class SharedBudget(Protocol):
-    """A budget shared by several processes (a worker fleet's ``--budget-total``, see
-    :class:`waystation.worker.fleet.FleetBudget`). The engine reserves a paid step's cost here
-    after its in-process budgets, and settles or releases it exactly like them; ``holder`` is
-    ``"<lead_id>/<step_id>"``."""
-
-    async def reserve(self, holder: str, amount: float) -> bool:
-        """Reserve ``amount``; ``False`` when it does not fit."""
-        ...
-
-    async def settle(self, holder: str, amount: float) -> None:
-        """Turn the reservation into spend of ``amount``."""
-        ...
-
-    async def release(self, holder: str) -> None:
-        """Give the reservation back."""
-        ...
-
-    async def charge(self, amount: float) -> None:
-        """Book spend that had no reservation."""
-        ...
-
-    async def charge_in_doubt(self, holder: str, amount: float) -> None:
-        """Book a call whose result was lost in a crash (its reservation may have expired)."""
         ...
 
 

@@ -19,7 +19,7 @@ booked, added to each budget's ``overrun_micros`` and to :attr:`StepMoney.overru
 
 The in-process budgets (the lead's, the batch's) are booked synchronously, before any ``await``,
 so a cancellation can never separate a call from its booking. A budget *shared* with other
-processes (a worker fleet's, see :class:`waystation.engine.SharedBudget`) is reserved, settled and
+processes (a worker fleet's, see :class:`SharedBudget`) is reserved, settled and
 released after them; those calls are shielded from cancellation (its lease is the last fallback).
 """
 
@@ -29,13 +29,38 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from waystation.budget import Budget, Hold, from_micros, reserve_all, to_micros
 from waystation.result import StepRecord
 
-if TYPE_CHECKING:
-    from waystation.engine import SharedBudget
+
+class SharedBudget(Protocol):
+    """A budget shared by several processes (a worker fleet's ``--budget-total``, see
+    :class:`waystation.worker.fleet.FleetBudget`). The engine reserves a paid step's cost here
+    after its in-process budgets, and settles or releases it exactly like them; ``holder`` is
+    ``"<lead_id>/<step_id>"``."""
+
+    async def reserve(self, holder: str, amount: float) -> bool:
+        """Reserve ``amount``; ``False`` when it does not fit."""
+        ...
+
+    async def settle(self, holder: str, amount: float) -> None:
+        """Turn the reservation into spend of ``amount``."""
+        ...
+
+    async def release(self, holder: str) -> None:
+        """Give the reservation back."""
+        ...
+
+    async def charge(self, amount: float) -> None:
+        """Book spend that had no reservation."""
+        ...
+
+    async def charge_in_doubt(self, holder: str, amount: float) -> None:
+        """Book a call whose result was lost in a crash (its reservation may have expired)."""
+        ...
+
 
 #: :attr:`StepMoney.refused_by` when the shared (fleet) budget had no room.
 SHARED = Budget(None, name="shared")
