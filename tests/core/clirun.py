@@ -24,6 +24,11 @@ def env_for(plugins: str = "longnames", **extra: str) -> dict[str, str]:
     """A subprocess environment with only ``plugins`` (modules of this folder) as plugins."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("WAYSTATION_", "FAKEVENDOR_")) and k not in ("COLUMNS", "LINES", "NO_COLOR")}
+    # the test's own suppression ledger (set by the pytest plugin) is kept, so a CLI run never writes
+    # a ledger into the working directory that later tests would read
+    for keep in ("WAYSTATION_SUPPRESS_LEDGER", "WAYSTATION_SUPPRESS_SECRET"):
+        if keep in os.environ:
+            env[keep] = os.environ[keep]
     env["PYTHONPATH"] = str(HERE) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["WAYSTATION_EXTRA_PLUGINS"] = plugins
     env["WAYSTATION_LOAD_PLUGINS"] = ""
