@@ -145,6 +145,10 @@ def test_report_on_a_missing_store_is_an_error_and_creates_nothing(tmp_path: Pat
     assert not (tmp_path / "typo.db").exists() and list(tmp_path.iterdir()) == []
     runs = piped("runs", "--checkpoint", "sqlite:///typo.db", cwd=tmp_path)
     assert runs.code == 2 and list(tmp_path.iterdir()) == []
+    for op in ("stats", "prune", "clear"):
+        cache = piped("cache", op, "--cache-url", "sqlite:///typo.db", cwd=tmp_path)
+        assert cache.code == 2 and "no lookup cache at typo.db" in cache.err
+        assert list(tmp_path.iterdir()) == []
 
 
 def test_checkpoint_url_mistakes_are_named(tmp_path: Path) -> None:

@@ -288,9 +288,11 @@ _STATION = click.option("--station", default=None, help="Only this station's ent
 
 def _cache_run(ctx: click.Context, checkpoint: str, cache_url: str | None, op: str, station: str | None) -> Any:
     from waystation.cache import default_cache_url, open_cache
+    from waystation.cli.options import require_existing_sqlite
 
     _, err_console = _consoles()
     url = cache_url or default_cache_url(checkpoint)
+    require_existing_sqlite(url, "lookup cache")
 
     async def go() -> Any:
         cache = open_cache(url)

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from waystation.cli.errors import warn
+from waystation.cli.errors import UsageProblem, warn
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -105,3 +105,19 @@ def format_option(f: F) -> F:
         "--format", "fmt", type=click.Choice(FORMATS), default=None,
         help="table (default on a terminal), plain (default when piped: one record a line, never cut), "
              "tsv, or json.")(f)
+
+
+def require_existing_sqlite(url: str, what: str) -> None:
+    """Refuse a ``sqlite://`` URL whose file does not exist, so a typo never creates an empty database."""
+
+    from urllib.parse import urlsplit
+
+    if urlsplit(url).scheme.lower() != "sqlite":
+        return
+    from waystation.stores.sqlite import path_of
+
+    path = path_of(url)
+    if not path.is_file():
+        raise UsageProblem(f"no {what} at {path} (from {url})",
+                           "a run saves its checkpoints there; pass --checkpoint with the URL the "
+                           "run used (or set WAYSTATION_CHECKPOINT)")

@@ -12,10 +12,11 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
-from waystation.cli import output
+from waystation.cli import options, output
 from waystation.cli.errors import UsageProblem, service
 from waystation.cli.options import checkpoint_option, format_option
 from waystation.stores import DEFAULT_SQLITE_URL
@@ -40,19 +41,9 @@ def parse_duration(text: str) -> float:
 
 def with_store(url: str, body: Callable[[CheckpointStore], Awaitable[T]]) -> T:
     """Open an *existing* store, run ``body`` with it and close it; errors become one-liners."""
-    from urllib.parse import urlsplit
-
     from waystation.stores import open_store
 
-    scheme = urlsplit(url).scheme.lower()
-    if scheme == "sqlite":
-        from waystation.stores.sqlite import path_of
-
-        path = path_of(url)
-        if not path.is_file():
-            raise UsageProblem(f"no checkpoint store at {path} (from {url})",
-                               "a run saves its checkpoints there; pass --checkpoint with the URL the "
-                               "run used (or set WAYSTATION_CHECKPOINT)")
+    options.require_existing_sqlite(url, "checkpoint store")
 
     async def go() -> T:
         store = open_store(url)
@@ -61,6 +52,7 @@ def with_store(url: str, body: Callable[[CheckpointStore], Awaitable[T]]) -> T:
         finally:
             await store.close()
 
+    scheme = urlsplit(url).scheme.lower()
     kind = "Redis" if scheme.startswith("redis") or scheme == "unix" else "the checkpoint store"
     with service(kind, url):
         return asyncio.run(go())
