@@ -1,7 +1,8 @@
 """Preflight: everything that can be known before the first lead runs, checked then, all at once.
 
 ``waystation check ROUTE``, ``waystation run --dry-run`` and the start of every ``run`` and ``enqueue`` call
-:func:`preflight`. Each problem is one line that says what to do:
+:func:`preflight`; every worker runs :func:`check_settings` again on its own host before it takes
+a run's leads (:mod:`waystation.worker.preflight`). Each problem is one line that says what to do:
 
 - **Input columns** (when the input file is known): a field a step requires that neither the
   input nor an earlier step really provides is an error naming the step, the field, the columns

@@ -88,16 +88,18 @@ def status_fast(client: Any, run_id: str, prefix: str) -> dict[str, Any]:
     base = f"{prefix}:run:{{{run_id}}}"
     meta = client.hgetall(f"{base}:meta")
     return {"done": client.hlen(f"{base}:results"), "dead": client.hlen(f"{base}:dead"),
-            "leads": int(meta.get(b"leads", 0)), "sealed": meta.get(b"sealed") == b"1"}
+            "held": client.hlen(f"{base}:held"), "leads": int(meta.get(b"leads", 0)),
+            "sealed": meta.get(b"sealed") == b"1"}
 
 
 def wait_finished(client: Any, run_id: str, prefix: str, timeout: float,
                   workers: list[subprocess.Popen[str]] | None = None, restart: Any = None) -> dict[str, Any]:
-    """Wait until every lead is done or dead-lettered; ``restart(i)`` replaces a worker that died."""
+    """Wait until every lead is done, dead-lettered or parked held; ``restart(i)`` replaces a worker
+    that died."""
     deadline = time.monotonic() + timeout
     while True:
         st = status_fast(client, run_id, prefix)
-        if st["sealed"] and st["done"] + st["dead"] >= st["leads"]:
+        if st["sealed"] and st["done"] + st["dead"] + st["held"] >= st["leads"]:
             return st
         if time.monotonic() > deadline:
             raise AssertionError(f"run {run_id} not finished after {timeout} s: {st}")

@@ -114,6 +114,17 @@ def enqueue_command(ctx: click.Context, route: Path, input_path: Path, redis_url
               help="On SIGTERM/SIGINT: seconds the leads in flight may finish before they go back on the queue.")
 @click.option("--ttl", type=click.IntRange(min=0), default=None,
               help="Seconds results, checkpoints and dead letters are kept (default 7 days).")
+@click.option("--held-retries", default=5, show_default=True, type=click.IntRange(0),
+              help="Retries of a held lead (a gate could not run: vendor down, breaker open, no key) before "
+                   "it is parked for `waystation queue retry-held RUN`.")
+@click.option("--held-backoff", default=30.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds before a held lead's first retry (doubling, up to 15 min).")
+@click.option("--refuse-delay", default=10.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="When this worker refuses a run (its preflight failed here), seconds before a lead of the run "
+                   "it fetched is offered again (to any worker).")
+@click.option("--lease", default=60.0, show_default=True, type=click.FloatRange(min=0.5),
+              help="Seconds a fleet-budget reservation lives unless its worker renews it: a dead worker's "
+                   "reservations expire (as spent, in doubt) after it.")
 @click.option("--share-state/--no-share-state", default=True, show_default=True,
               help="Share rate limits and breakers through Redis unless a route step says `shared: process`.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
@@ -130,9 +141,10 @@ def enqueue_command(ctx: click.Context, route: Path, input_path: Path, redis_url
 @click.pass_context
 def worker_command(ctx: click.Context, redis_url: str, broker_url: str | None, prefix: str, queue_name: str,
                    concurrency: int, budget_total: float | None, heartbeat_timeout: float, max_retries: int,
-                   retry_backoff: float, max_crashes: int, grace: float, ttl: int | None, share_state: bool,
-                   metrics_port: int | None, metrics_addr: str, worker_id: str | None, idle_exit: float | None,
-                   history_url: str | None, health: bool) -> None:
+                   retry_backoff: float, max_crashes: int, grace: float, ttl: int | None, held_retries: int,
+                   held_backoff: float, refuse_delay: float, lease: float, share_state: bool, metrics_port: int | None,
+                   metrics_addr: str, worker_id: str | None, idle_exit: float | None, history_url: str | None,
+                   health: bool) -> None:
     """Run leads from the queue until SIGINT/SIGTERM (any number of workers, on any machines).
 
     \b
@@ -140,11 +152,15 @@ def worker_command(ctx: click.Context, redis_url: str, broker_url: str | None, p
     dies is requeued by heartbeat (never while its worker lives, however slow), resumes from its
     checkpoints (no completed paid step is bought again) and its result is recorded once. A lead
     that raises is retried with backoff, then dead-lettered (`waystation queue replay-dead RUN`).
+    A held lead (a gate could not run, the budget ran out) is retried with backoff, then parked
+    (`waystation queue retry-held RUN`). Before a run's first lead, the worker checks the run's
+    route on this host (plugins, keys, data files) and refuses the run, saying why, if it fails.
     Every run's figures go to the run history (--history) every 10 s and when the worker stops.
     """
     cfg = _config(redis_url, broker_url, prefix, queue_name, concurrency=concurrency, budget_total=budget_total,
                   heartbeat_timeout=heartbeat_timeout, max_retries=max_retries, min_backoff=retry_backoff,
                   max_crashes=max_crashes, grace=grace, ttl=ttl, share_state=share_state,
+                  held_retries=held_retries, held_backoff=held_backoff, refuse_delay=refuse_delay, lease=lease,
                   metrics_port=metrics_port, metrics_addr=metrics_addr, worker_id=worker_id)
     if health:
         ctx.exit(_health(cfg, worker_id))
@@ -204,7 +220,8 @@ class _QueueGroup(click.Group):
 
 @click.group("queue", cls=_QueueGroup)
 def queue_command() -> None:
-    """A worker run: `waystation queue RUN` (status), `queue replay-dead RUN`, `queue list`."""
+    """A worker run: `waystation queue RUN` (status), `queue wait RUN`, `queue retry-held RUN`,
+    `queue replay-dead RUN`, `queue list`."""
 
 
 @queue_command.command("status")
@@ -213,7 +230,7 @@ def queue_command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def queue_status(run_id: str, redis_url: str, broker_url: str | None, prefix: str, queue_name: str,
                  as_json: bool) -> None:
-    """Queued, in progress, done (succeeded/stopped/failed), dead-lettered, spend; whether RUN is finished."""
+    """Queued, in progress, done (succeeded/stopped/failed), held, dead-lettered, spend; whether RUN is finished."""
     cfg = _config(redis_url, broker_url, prefix, queue_name)
     from waystation.cli.errors import service
     from waystation.worker.runs import status
@@ -225,20 +242,127 @@ def queue_status(run_id: str, redis_url: str, broker_url: str | None, prefix: st
     if as_json:
         click.echo(json.dumps(st))
         return
+    for line in _status_lines(run_id, st):
+        click.echo(line)
+
+
+def _status_lines(run_id: str, st: dict[str, Any]) -> list[str]:
+    """``waystation queue RUN`` as lines of text."""
     b = st["budget"]
     limit = "no limit" if b["limit"] is None else f"of ${b['limit']:,.4f}"
-    click.echo(f"run {run_id} ({st['route']}): {st['leads']} lead(s)")
-    click.echo(f"  queued {st['queued']}  in progress {st['in_progress']}  done {st['done']} "
-               f"(succeeded {st['succeeded']}, stopped {st['stopped']}, failed {st['failed']})  "
-               f"dead-lettered {st['dead_lettered']}")
-    click.echo(f"  spent ${b['spent']:,.4f} {limit} (reserved ${b['reserved']:,.4f}); "
-               f"{st['workers_alive']} worker(s) alive")
+    lines = [f"run {run_id} ({st['route']}): {st['leads']} lead(s)",
+             f"  queued {st['queued']}  in progress {st['in_progress']}  done {st['done']} "
+             f"(succeeded {st['succeeded']}, stopped {st['stopped']}, failed {st['failed']})  "
+             f"held {st['held']}  dead-lettered {st['dead_lettered']}",
+             f"  spent ${b['spent']:,.4f} {limit} (reserved ${b['reserved']:,.4f}); "
+             f"{st['workers_alive']} worker(s) alive"]
+    for worker, why in sorted(st.get("refused", {}).items()):
+        lines.append(f"  worker {worker} ({why.get('host')}) refuses this run, its preflight failed there: "
+                     + "; ".join(why.get("problems") or []))
+    if st["held"]:
+        lines.append(f"  {st['held']} lead(s) held (a gate could not run, or the budget ran out): not done; "
+                     f"once fixed: waystation queue retry-held {run_id} [--budget-total USD]")
     if st["finished"]:
         tail = f"; {st['dead_lettered']} dead letter(s): waystation queue replay-dead {run_id}" \
             if st["dead_lettered"] else ""
-        click.echo(f"  finished{tail}")
+        lines.append(f"  finished{tail}")
     else:
-        click.echo("  not finished")
+        lines.append("  not finished")
+    return lines
+
+
+@queue_command.command("wait")
+@click.argument("run_id", metavar="RUN")
+@_fleet_options
+@click.option("--timeout", type=click.FloatRange(min=0), default=None,
+              help="Give up after this many seconds (exit 1; default: wait until the run is finished).")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=2.0, show_default=True,
+              help="Seconds between looks at the run.")
+@click.option("--fail-on", "fail_on", default=None, metavar="RULES",
+              help="Exit 4 when too many leads did not pass, as for `run`: e.g. 'failed>5%', 'held>0' "
+                   "(comma-separated; 'none' turns it off). Default: held>0.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON.")
+@click.pass_context
+def queue_wait(ctx: click.Context, run_id: str, redis_url: str, broker_url: str | None, prefix: str,
+               queue_name: str, timeout: float | None, interval: float, fail_on: str | None, as_json: bool) -> None:
+    """Wait until RUN is finished, then say how it ended and exit like `waystation run` would.
+
+    \b
+    Exit status: 0 finished and no --fail-on rule met; 4 a --fail-on rule was met (default
+    held>0: leads a gate or the budget held are not done); 1 dead-lettered leads, or not
+    finished within --timeout; 2 no such run. A worker that refuses the run (its preflight
+    failed on its host) is reported as soon as it is seen.
+    """
+    import time
+
+    from waystation.failon import DEFAULT_FAIL_ON, EXIT_FAIL_ON, check_fail_on, parse_fail_on
+
+    try:
+        rules = parse_fail_on(DEFAULT_FAIL_ON if fail_on is None else fail_on)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    cfg = _config(redis_url, broker_url, prefix, queue_name)
+    from waystation.cli.errors import service
+    from waystation.worker.runs import status
+    from waystation.worker.state import lead_counts
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    told: set[str] = set()
+    while True:
+        with service("Redis", redis_url):
+            st = asyncio.run(status(cfg, run_id))
+        if st is None:
+            raise click.ClickException(f"no worker run {run_id!r} (expired after its TTL, or another --prefix)")
+        for worker, why in sorted(st.get("refused", {}).items()):
+            line = f"worker {worker} refuses run {run_id}: " + "; ".join(why.get("problems") or [])
+            if line not in told:
+                told.add(line)
+                click.echo(line, err=True)
+        if st["finished"] or (deadline is not None and time.monotonic() >= deadline):
+            break
+        time.sleep(interval)
+    if as_json:
+        click.echo(json.dumps(st))
+    else:
+        for line in _status_lines(run_id, st):
+            click.echo(line)
+    if not st["finished"]:
+        click.echo(f"error: run {run_id} not finished after {timeout:g} s", err=True)
+        ctx.exit(1)
+    if st["dead_lettered"]:
+        click.echo(f"error: {st['dead_lettered']} lead(s) dead-lettered: waystation queue replay-dead {run_id}",
+                   err=True)
+        ctx.exit(1)
+    met = check_fail_on(rules, lead_counts(st))
+    if met:
+        for why in met:
+            click.echo(f"error: --fail-on: {why}", err=True)
+        ctx.exit(EXIT_FAIL_ON)
+
+
+@queue_command.command("retry-held")
+@click.argument("run_id", metavar="RUN")
+@_fleet_options
+@click.option("--budget-total", type=click.FloatRange(min=0), default=None,
+              help="Set the run's budget (USD) first: leads the budget held can then continue.")
+def queue_retry_held(run_id: str, redis_url: str, broker_url: str | None, prefix: str, queue_name: str,
+                     budget_total: float | None) -> None:
+    """Queue RUN's held leads again (a gate could not run, or the budget ran out), with fresh retries.
+
+    They resume from their checkpoints: the step that held them runs again; completed steps, paid
+    ones included, are not repeated.
+    """
+    cfg = _config(redis_url, broker_url, prefix, queue_name)
+    from waystation.cli.errors import service
+    from waystation.worker.app import retry_held
+
+    try:
+        with service("Redis", redis_url):
+            n = retry_held(cfg, run_id, budget_total=budget_total)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    budget = f" (run budget now ${budget_total:,.4f})" if budget_total is not None else ""
+    click.echo(f"queued {n} held lead(s) of run {run_id} again{budget}")
 
 
 @queue_command.command("replay-dead")
@@ -289,15 +413,24 @@ def queue_list(redis_url: str, broker_url: str | None, prefix: str, queue_name: 
               help="Output file (CSV or JSONL by extension).")
 @click.option("--output-format", type=click.Choice(["csv", "jsonl"]), default=None)
 @click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Failed, rejected and unfinished rows (default <output stem>.rejects.jsonl).")
+              help="Failed, held, rejected and unfinished rows (default <output stem>.rejects.jsonl).")
+@click.option("--fail-on", "fail_on", default=None, metavar="RULES",
+              help="Exit 4 when too many leads did not pass, as for `run` (default held>0; 'none' turns it off).")
 @_fleet_options
-def export_command(run_id: str, output: Path, output_format: str | None, rejects: Path | None, redis_url: str,
-                   broker_url: str | None, prefix: str, queue_name: str) -> None:
+def export_command(run_id: str, output: Path, output_format: str | None, rejects: Path | None, fail_on: str | None,
+                   redis_url: str, broker_url: str | None, prefix: str, queue_name: str) -> None:
     """Write a worker run's results like `waystation run` does: one row per input row, in order.
 
     Exits 1 when the run is not finished (the unfinished rows are written with _status unfinished),
-    or when a dial verdict rests on evidence that has expired since (docs/compliance.md).
+    or when a dial verdict rests on evidence that has expired since (docs/compliance.md); exits 4
+    when a --fail-on rule is met (default held>0: held rows are written with _status held).
     """
+    from waystation.failon import DEFAULT_FAIL_ON, EXIT_FAIL_ON, check_fail_on, parse_fail_on
+
+    try:
+        rules = parse_fail_on(DEFAULT_FAIL_ON if fail_on is None else fail_on)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     cfg = _config(redis_url, broker_url, prefix, queue_name)
     from waystation.cli.errors import service
     from waystation.worker.runs import export
@@ -314,3 +447,9 @@ def export_command(run_id: str, output: Path, output_format: str | None, rejects
                    "they said 'yes'): refresh the data and run again", err=True)
     if counts.get("unfinished") or counts.get("dead_lettered") or stale:
         sys.exit(1)
+    leads = {k: int(v) for k, v in counts.items() if isinstance(v, int) and k not in ("rows", "dead_lettered")}
+    met = check_fail_on(rules, leads)
+    if met:
+        for why in met:
+            click.echo(f"error: --fail-on: {why}", err=True)
+        sys.exit(EXIT_FAIL_ON)

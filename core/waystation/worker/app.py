@@ -20,7 +20,7 @@ import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import CurrentMessage, Middleware
 
-from waystation.worker.broker import ACTOR_NAME, Heartbeat, make_broker
+from waystation.worker.broker import ACTOR_NAME, Deferred, Drained, Heartbeat, make_broker
 from waystation.worker.config import WorkerConfig
 from waystation.worker.runtime import Runtime
 
@@ -44,11 +44,14 @@ def _process_lead(run_id: str, lead_id: str, lead: dict[str, Any]) -> None:
 
 
 def declare_actor(broker: dramatiq.Broker, cfg: WorkerConfig) -> dramatiq.Actor[Any, Any]:
-    """Declare the lead actor on ``broker`` (on queue ``cfg.queue``)."""
+    """Declare the lead actor on ``broker`` (on queue ``cfg.queue``). A lead handed back at
+    shutdown, deferred, held for a retry or refused by this worker's preflight is requeued by
+    :class:`~waystation.worker.broker.DurableRetries`: expected, so Dramatiq logs no traceback."""
     if ACTOR_NAME in broker.actors:
         return broker.actors[ACTOR_NAME]
     actor: dramatiq.Actor[Any, Any] = dramatiq.actor(actor_name=ACTOR_NAME, queue_name=cfg.queue, broker=broker,
-                                                     max_retries=cfg.max_retries)(_process_lead)
+                                                     max_retries=cfg.max_retries,
+                                                     throws=(Drained, Deferred))(_process_lead)
     return actor
 
 
@@ -234,6 +237,42 @@ def replay_dead(cfg: WorkerConfig, run_id: str, *, client: Any | None = None) ->
         pipe.execute()
         n += 1
     # a dead record whose message already expired from the dead-letter queue cannot be replayed
+    return n
+
+
+def retry_held(cfg: WorkerConfig, run_id: str, *, budget_total: float | None = None,
+               client: Any | None = None) -> int:
+    """Queue every parked held lead of ``run_id`` again with fresh held retries (see
+    :mod:`waystation.worker.held`); with ``budget_total``, set the run's budget to it first (a
+    lead the budget held can then continue). Returns how many were queued. They resume from their
+    checkpoints: the step that held them runs again, completed paid steps are not bought again."""
+    from waystation.budget import to_micros
+    from waystation.worker.fleet import fleet_keys
+    from waystation.worker.state import RunKeys
+
+    client = client or state_client(cfg)
+    keys = RunKeys(cfg.prefix, run_id)
+    if not client.exists(keys.meta):
+        raise ValueError(f"no worker run {run_id!r} (expired after its TTL, or another --prefix)")
+    if budget_total is not None:
+        client.hset(fleet_keys(cfg.prefix, run_id)[0], "limit", str(to_micros(budget_total)))
+        client.hset(keys.meta, "budget_total", repr(budget_total))
+    broker, _ = make_broker(cfg, state_client=client, for_worker=False)
+    actor = declare_actor(broker, cfg)
+    n = 0
+    for raw_id, raw in client.hgetall(keys.held).items():
+        lead_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+        lead = json.loads(raw).get("input")
+        if not isinstance(lead, dict):  # erased on request: stays held, never run again
+            log.warning("held lead %s of run %s has no stored input (erased); not queued again", lead_id, run_id)
+            continue
+        actor.send(run_id, lead_id, lead)
+        pipe = client.pipeline(transaction=True)
+        pipe.hdel(keys.held, lead_id)
+        pipe.hdel(keys.heldtries, lead_id)
+        pipe.hdel(keys.meta, "completed")
+        pipe.execute()
+        n += 1
     return n
 
 

@@ -43,6 +43,15 @@ class WorkerConfig:
     max_crashes: int = 3
     grace: float = 30.0
     outage_wait: float = 300.0
+    #: a held lead (a gate could not run, the budget ran out) is retried this many times, after
+    #: ``held_backoff`` seconds doubling up to ``held_max_backoff``, then parked (waystation.worker.held)
+    held_retries: int = 5
+    held_backoff: float = 30.0
+    held_max_backoff: float = 900.0
+    #: a lead of a run this worker refused (its preflight failed here) goes back to the queue with
+    #: this delay, for a worker that can run it; the preflight is checked again after ``preflight_recheck``
+    refuse_delay: float = 10.0
+    preflight_recheck: float = 60.0
     share_state: bool = True
     metrics_port: int | None = None
     metrics_addr: str = "127.0.0.1"
@@ -58,7 +67,7 @@ class WorkerConfig:
     def from_env(cls) -> WorkerConfig:
         """Settings from ``WAYSTATION_REDIS_URL`` / ``WAYSTATION_BROKER_URL`` and
         ``WAYSTATION_WORKER_*`` (``PREFIX``, ``QUEUE``, ``BUDGET_TOTAL``, ``HEARTBEAT_TIMEOUT``,
-        ``MAX_RETRIES``, ``MAX_CRASHES``, ``TTL``)."""
+        ``MAX_RETRIES``, ``MAX_CRASHES``, ``TTL``, ``HELD_RETRIES``, ``HELD_BACKOFF``)."""
         url = os.environ.get(REDIS_URL_ENV)
         if not url:
             raise RuntimeError(f"set {REDIS_URL_ENV} to the Redis URL of the worker fleet")
@@ -72,4 +81,6 @@ class WorkerConfig:
             max_retries=int(env("WAYSTATION_WORKER_MAX_RETRIES", "3")),
             max_crashes=int(env("WAYSTATION_WORKER_MAX_CRASHES", "3")),
             ttl=int(env("WAYSTATION_WORKER_TTL", str(DEFAULT_TTL))),
+            held_retries=int(env("WAYSTATION_WORKER_HELD_RETRIES", "5")),
+            held_backoff=float(env("WAYSTATION_WORKER_HELD_BACKOFF", "30")),
         )

@@ -1,4 +1,4 @@
-"""``waystation forget`` for worker runs: a person's results, dead-letter records, rejected rows
+"""``waystation forget`` for worker runs: a person's results, held leads, dead-letter records, rejected rows
 and queued messages (in the queue and in the dead-letter queue) are erased from the fleet's Redis.
 
 It runs when ``--checkpoint`` names the fleet's checkpoint store (``redis://...?prefix=<prefix>:ck``,
@@ -43,7 +43,7 @@ async def forget_worker_runs(request: ForgetRequest) -> list[Erasure]:
     from waystation.worker.state import RunKeys, list_runs
 
     client = aioredis.Redis.from_url(url)
-    counts = {"results": 0, "dead-letter records": 0, "rejected rows": 0, "queued messages": 0}
+    counts = {"results": 0, "held leads": 0, "dead-letter records": 0, "rejected rows": 0, "queued messages": 0}
     try:
         for run_id in await list_runs(client, prefix):
             keys = RunKeys(prefix, run_id)
@@ -53,6 +53,12 @@ async def forget_worker_runs(request: ForgetRequest) -> list[Erasure]:
                 if request.matches(_text(lid), result.get("data")):
                     gone.append(_text(lid))
             counts["results"] += len(gone)
+            held: list[str] = []
+            async for lid, body in client.hscan_iter(keys.held, count=500):
+                record = json.loads(body)
+                if request.matches(_text(lid), record.get("data"), record.get("input")):
+                    held.append(_text(lid))
+            counts["held leads"] += len(held)
             dead = [lid for lid in (_text(k) for k in await client.hkeys(keys.dead)) if request.matches(lid)]
             counts["dead-letter records"] += len(dead)
             rows = [json.loads(raw) for raw in await client.lrange(keys.rejects, 0, -1)]
@@ -62,6 +68,9 @@ async def forget_worker_runs(request: ForgetRequest) -> list[Erasure]:
                 pipe = client.pipeline(transaction=True)
                 if gone:
                     pipe.hdel(keys.results, *gone)
+                for lid in held:  # the lead stays counted as held (not done), its content goes
+                    pipe.hset(keys.held, lid, json.dumps({"status": "held", "cause": "erased",
+                                                          "reason": "erased on request (waystation forget)"}))
                 if dead:
                     pipe.hdel(keys.dead, *dead)
                 for i in rejected:  # the row stays counted, its content goes

@@ -15,7 +15,7 @@ def run_meta(fields: dict[str, str], status: str, counts: dict[str, Any] | None 
     """The metadata ``waystation report`` reads, from the run's meta fields."""
     import json
 
-    leads = {k: int((counts or {}).get(k, 0)) for k in ("succeeded", "stopped", "failed")}
+    leads = {k: int((counts or {}).get(k, 0)) for k in ("succeeded", "stopped", "held", "failed")}
     if counts is not None:
         leads["rejected"] = int(counts.get("rejected", 0))
         leads["dead_lettered"] = int(counts.get("dead_lettered", 0))

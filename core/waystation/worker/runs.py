@@ -173,13 +173,14 @@ async def export(cfg: WorkerConfig, run_id: str, output: Path, *, output_format:
                  rejects_path: Path | None = None) -> dict[str, Any]:
     """Write a worker run's results, one row per input row in input order, like ``waystation
     run`` (input columns, the fields the route adds, ``_lead_id``, ``_status``, ``_reason``,
-    ``_cost``); failed, rejected and unfinished leads also go to the rejects file. Returns counts
+    ``_cost``); failed, held, rejected and unfinished leads also go to the rejects file. Returns counts
     (and ``dial``: the verdicts as exported, when rows have one). A dial verdict is re-checked as it
     is written, like ``waystation run`` does: one whose evidence has expired since is not written
     as ``yes`` (docs/compliance.md)."""
     import redis.asyncio as aioredis
 
     from waystation.dial.export import ExportTally
+    from waystation.worker.held import parked
 
     client = aioredis.Redis.from_url(cfg.redis_url)
     try:
@@ -198,6 +199,7 @@ async def export(cfg: WorkerConfig, run_id: str, output: Path, *, output_format:
         counts: dict[str, int] = {}
         dead = {k: v for k, v in (await client.hgetall(keys.dead)).items()}
         dead_ids = {(k.decode() if isinstance(k, bytes) else k) for k in dead}
+        held = await parked(client, keys)
         tally = ExportTally()
         try:
             async for lid, result in iter_rows(client, keys):
@@ -207,6 +209,13 @@ async def export(cfg: WorkerConfig, run_id: str, output: Path, *, output_format:
                            "_cost": 0.0}
                     rej.write({**entry, "status": "rejected"})
                     status_ = "rejected"
+                elif result is None and lid in held:  # a gate could not run, or the budget ran out
+                    h = held[lid]
+                    status_ = "held"
+                    row = {**tally.check(h.get("data") or h.get("input") or {}), "_lead_id": lid, "_status": "held",
+                           "_reason": h.get("reason"), "_cost": round(float(h.get("cost", 0.0)), 6)}
+                    rej.write({"lead_id": lid, "status": "held", "reason": h.get("reason"), "cause": h.get("cause"),
+                               "tries": h.get("tries"), "errors": h.get("errors")})
                 elif result is None:
                     status_ = "dead_lettered" if lid in dead_ids else "unfinished"
                     row = {"_lead_id": lid, "_status": status_, "_reason": "not finished yet" if status_ ==

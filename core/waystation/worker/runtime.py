@@ -23,15 +23,16 @@ from typing import Any, Protocol
 
 from waystation.deferral import run_settled
 from waystation.engine import Engine
-from waystation.plan import Plan, compile_route
+from waystation.plan import Plan
 from waystation.plugins import PluginHost
-from waystation.route import Route
 from waystation.saved import check_queued_lead
 from waystation.station import Station
 from waystation.stores import CheckpointStore, open_store
 from waystation.worker.broker import Deferred, Drained, _connection_errors, delivery_key
 from waystation.worker.config import WorkerConfig
 from waystation.worker.fleet import FleetBudget, renew_forever
+from waystation.worker.held import on_held
+from waystation.worker.preflight import Refusals, compile_checked
 from waystation.worker.state import RunKeys, load_meta, record_result, run_status
 
 log = logging.getLogger("waystation.worker")
@@ -132,6 +133,7 @@ class Runtime:
         self._isolation: _Isolation | None = None
         self._renewer: asyncio.Task[None] | None = None
         self.draining = False
+        self.refusals: Refusals | None = None
 
     async def start(self) -> None:
         """Open the connections (on the event loop that will run the leads)."""
@@ -142,6 +144,12 @@ class Runtime:
         self._lock = asyncio.Lock()
         self._isolation = _Isolation()
         self._renewer = asyncio.create_task(renew_forever(self.budgets, max(0.5, self.cfg.lease / 4)))
+        self.refusals = Refusals(self.cfg, self.client)
+        try:  # the runs already queued: say at once which this host cannot run (waystation.worker.preflight)
+            await self.refusals.check_open_runs(self.host)
+        except Exception as exc:  # Redis away at start: each run is checked again before its first lead
+            log.warning("preflight of the queued runs at start failed (%s); each run is checked before its "
+                        "first lead", exc)
 
     async def close(self) -> None:
         """Close engines, the store and the client."""
@@ -174,13 +182,18 @@ class Runtime:
             if engine is not None:
                 return engine
             keys = RunKeys(self.cfg.prefix, run_id)
+            assert self.refusals is not None
+            refused = self.refusals.cached(run_id)
+            if refused is not None:
+                raise self.refusals.refused(run_id, refused)
             meta = await load_meta(self.client, keys)
             if meta is None or not meta.get("route"):
                 raise RunUnavailable(f"run {run_id!r} is not known under prefix {self.cfg.prefix!r} "
                                      "(expired, or enqueued elsewhere)")
-            route = Route.from_text(meta["route"], f"<route of run {run_id}>")
-            route.base_dir = meta.get("route_dir") or None  # relative data paths, as at enqueue
-            plan = compile_route(route, self.host)
+            plan, problems = compile_checked(meta, run_id, self.host)  # this host's preflight
+            await self.refusals.record(run_id, problems)
+            if plan is None or problems:
+                raise self.refusals.refused(run_id, problems)
             if self.cfg.share_state:
                 share_by_default(plan)
             fleet = FleetBudget(self.client, self.cfg.prefix, run_id, cap=self.cfg.budget_total,
@@ -265,6 +278,11 @@ class Runtime:
                 if result.status == "deferred":
                     await self.client.hdel(keys.inflight, lead_id)
                     raise Deferred(result.retry_at or time.time() + 60)
+                if result.status == "held":  # not a result: retried with backoff, then parked
+                    await on_held(self.client, self.cfg, keys, lead_id, lead, result)
+                    self.done += 1
+                    await self._maybe_complete(keys)
+                    return "held"
                 body = {"status": result.status, "reason": result.reason, "cost": round(result.total_cost, 6),
                         "data": result.data, "errors": list(result.errors),
                         "failed_steps": {sid: r.error for sid, r in result.steps.items() if r.status == "failed"},
@@ -315,8 +333,9 @@ class Runtime:
         pipe.hmget(keys.meta, ["leads", "sealed", "completed"])
         pipe.hlen(keys.results)
         pipe.hlen(keys.dead)
-        (total, sealed, completed), done, dead = await pipe.execute()
-        if sealed != b"1" or completed is not None or int(done) + int(dead) < int(total or 0):
+        pipe.hlen(keys.held)
+        (total, sealed, completed), done, dead, held = await pipe.execute()
+        if sealed != b"1" or completed is not None or int(done) + int(dead) + int(held) < int(total or 0):
             return
         status = await run_status(self.client, keys)
         if status["finished"]:

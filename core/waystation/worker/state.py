@@ -16,10 +16,18 @@ result). Keys, ``<run>`` in braces so that a run's keys share a cluster slot::
                                    redelivered after its result was recorded: acknowledged, not run)
     <prefix>:run:{<run>}:inflight  hash: lead id -> worker id running it
     <prefix>:run:{<run>}:dead      hash: lead id -> JSON (reason, deliveries, message id)
+    <prefix>:run:{<run>}:held      hash: lead id -> JSON of a *parked* held lead (status held, reason,
+                                   cause, tries, input): a gate could not run or the budget ran out,
+                                   its retries are used up; ``queue retry-held`` queues it again
+    <prefix>:run:{<run>}:heldtries hash: lead id -> how many times the lead came back held
+    <prefix>:run:{<run>}:refused   hash: worker id -> JSON (problems, host, at): that worker's
+                                   preflight of the run's route failed, it takes none of its leads
     <prefix>:runs                  sorted set of run ids by creation time
 
 A result is recorded with ``HSETNX`` in one Lua script: a lead that finishes twice (after a
-redelivery) keeps its first result, and the second only increments ``duplicates``. Every key
+redelivery) keeps its first result, and the second only increments ``duplicates``. A held lead
+is never a result (see :mod:`waystation.worker.held`): it is retried, then parked in ``:held``;
+a run with parked held leads is finished but did not do everything it was asked. Every key
 of a run expires ``ttl`` seconds (default 7 days) after the run's last write; checkpoints expire
 with the same TTL.
 """
@@ -37,7 +45,7 @@ DEFAULT_TTL = 7 * 24 * 3600
 STATUS_KEYS = ("succeeded", "stopped", "failed")
 
 _RECORD_LUA = """
-local results, counts, inflight, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local results, counts, inflight, dead, held = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local lead, body, status, cost, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local fresh = redis.call('HSETNX', results, lead, body)
 if fresh == 1 then
@@ -48,6 +56,7 @@ else
 end
 redis.call('HDEL', inflight, lead)
 redis.call('HDEL', dead, lead)
+redis.call('HDEL', held, lead)
 if ttl > 0 then
   for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
 end
@@ -73,11 +82,15 @@ class RunKeys:
         self.counts = f"{base}:counts"
         self.inflight = f"{base}:inflight"
         self.dead = f"{base}:dead"
+        self.held = f"{base}:held"
+        self.heldtries = f"{base}:heldtries"
+        self.refused = f"{base}:refused"
         self.runs = f"{prefix}:runs"
 
     def all(self) -> list[str]:
         """Every key of the run (for TTL and deletion)."""
-        return [self.meta, self.order, self.rejects, self.results, self.counts, self.inflight, self.dead]
+        return [self.meta, self.order, self.rejects, self.results, self.counts, self.inflight, self.dead,
+                self.held, self.heldtries, self.refused]
 
 
 def new_run_id() -> str:
@@ -122,37 +135,51 @@ async def record_result(client: Any, keys: RunKeys, lead_id: str, result: Mappin
     script = client.register_script(_RECORD_LUA)
     body = json.dumps(dict(result), default=str)
     status = str(result.get("status", "failed"))
-    fresh = await script(keys=[keys.results, keys.counts, keys.inflight, keys.dead],
+    fresh = await script(keys=[keys.results, keys.counts, keys.inflight, keys.dead, keys.held],
                          args=[lead_id, body, status, str(to_micros(float(result.get("cost", 0.0)))), str(ttl)])
     return bool(fresh)
 
 
 async def run_status(client: Any, keys: RunKeys, live_workers: set[str] | None = None) -> dict[str, Any]:
-    """Counts of a run: queued, in progress, done (and by status), failed, dead-lettered, spend,
-    duplicates and whether it is finished. ``live_workers``: ids of workers whose heartbeat is
-    fresh (an in-progress entry of a dead worker counts as queued: it is redelivered)."""
+    """Counts of a run: queued, in progress, done (and by status), held (parked), dead-lettered,
+    spend, duplicates, refusals and whether it is finished. ``live_workers``: ids of workers whose
+    heartbeat is fresh (an in-progress entry of a dead worker counts as queued: it is redelivered).
+    A lead waiting for its next held retry is queued (it is in the queue, delayed)."""
     meta = await load_meta(client, keys) or {}
     pipe = client.pipeline(transaction=False)
     pipe.hlen(keys.results)
     pipe.hgetall(keys.counts)
     pipe.hgetall(keys.inflight)
     pipe.hlen(keys.dead)
-    done, counts_raw, inflight, dead = await pipe.execute()
+    pipe.hlen(keys.held)
+    pipe.hgetall(keys.refused)
+    done, counts_raw, inflight, dead, held, refused = await pipe.execute()
     counts = {_s(k): int(v) for k, v in counts_raw.items()}
     workers = {_s(v) for v in inflight.values()}
     running = len(inflight) if live_workers is None else sum(1 for v in inflight.values() if _s(v) in live_workers)
     total = int(meta.get("leads") or 0)
-    queued = max(0, total - int(done) - int(dead) - running)
+    queued = max(0, total - int(done) - int(dead) - int(held) - running)
     return {
         "run_id": keys.run_id, "route": meta.get("route_name"), "leads": total,
         "rows": int(meta.get("rows") or 0), "rejected": int(meta.get("rejected") or 0),
         "queued": queued, "in_progress": running, "done": int(done),
         **{k: counts.get(k, 0) for k in STATUS_KEYS},
+        "held": int(held), "held_retries": counts.get("held_retries", 0),
         "dead_lettered": int(dead), "spent": counts.get("cost", 0) / 1e6,
         "duplicates": counts.get("duplicates", 0), "redelivered_done": counts.get("redelivered_done", 0),
         "workers": sorted(workers),
-        "finished": meta.get("sealed") == "1" and int(done) + int(dead) >= total,
+        "refused": {_s(k): json.loads(v) for k, v in refused.items()},
+        "finished": meta.get("sealed") == "1" and int(done) + int(dead) + int(held) >= total,
     }
+
+
+def lead_counts(status: Mapping[str, Any]) -> dict[str, int]:
+    """A run status's leads by the report's statuses (for ``--fail-on``): dead-lettered, queued
+    and in-progress leads are ``unfinished``, parked held leads ``held``."""
+    out = {k: int(status.get(k, 0)) for k in (*STATUS_KEYS, "held", "rejected")}
+    out["unfinished"] = int(status.get("dead_lettered", 0)) + int(status.get("queued", 0)) + \
+        int(status.get("in_progress", 0))
+    return out
 
 
 async def iter_rows(client: Any, keys: RunKeys, page: int = 500) -> AsyncIterator[tuple[str, dict[str, Any] | None]]:
