@@ -44,6 +44,11 @@ def cli_env(**extra: str) -> dict[str, str]:
     """The environment of a ``waystation`` subprocess: only this module as a plugin (no installed
     plugin is loaded), no kill switch unless ``extra`` sets one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FAKEVENDOR_", "WAYSTATION_"))}
+    # the test's own suppression ledger (set by the pytest plugin) is kept, so a CLI `forget` never
+    # writes a ledger into the working directory that later tests' runs would read
+    for keep in ("WAYSTATION_SUPPRESS_LEDGER", "WAYSTATION_SUPPRESS_SECRET"):
+        if keep in os.environ:
+            env[keep] = os.environ[keep]
     here = str(Path(__file__).resolve().parent)
     env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["WAYSTATION_EXTRA_PLUGINS"] = "fakevendor"
